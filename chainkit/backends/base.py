@@ -98,6 +98,15 @@ class Capabilities:
     max_in_flight: int = 16
 
 
+class _RequestGate:
+    """Process-wide switch that test suites flip to forbid requests to real backends."""
+
+    allowed: bool = True
+
+
+request_gate = _RequestGate()
+
+
 class Backend(abc.ABC):
     """A model backend. Subclasses implement `complete` and `stream`.
 
@@ -107,6 +116,8 @@ class Backend(abc.ABC):
 
     #: Identifies the backend and model in traces, e.g. "openai:gpt-4o-mini".
     name: str = "backend"
+    #: False for test doubles. `chainkit.testing.block_model_requests()` refuses calls to real backends.
+    is_real: bool = True
 
     def __init__(self) -> None:
         # One semaphore per event loop: asyncio primitives are bound to the loop that first waits on
