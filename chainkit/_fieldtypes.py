@@ -51,7 +51,18 @@ _SCALARS: dict[str, Any] = {
     "any": Any,
 }
 _LONG_FORM_KEYS = frozenset(
-    {"type", "description", "default", "optional", "min", "max", "min_length", "max_length", "pattern", "examples"}
+    {
+        "type",
+        "description",
+        "default",
+        "optional",
+        "min",
+        "max",
+        "min_length",
+        "max_length",
+        "pattern",
+        "examples",
+    }
 )
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _RESERVED = frozenset(dir(BaseModel))
@@ -128,10 +139,13 @@ def _compile_model(
 def _check_field_name(field_name: Any, path: str, ctx: _Context) -> None:
     if not isinstance(field_name, str) or not _FIELD_NAME.match(field_name):
         raise ctx.error(
-            f"invalid field name {field_name!r}: use letters, digits and underscores, starting with a letter", path
+            f"invalid field name {field_name!r}: use letters, digits and underscores, starting with a letter",
+            path,
         )
     if keyword.iskeyword(field_name) or field_name in _RESERVED or field_name.startswith("model_"):
-        raise ctx.error(f"field name {field_name!r} is reserved (it clashes with a Python or pydantic name)", path)
+        raise ctx.error(
+            f"field name {field_name!r} is reserved (it clashes with a Python or pydantic name)", path
+        )
 
 
 def _is_long_form(spec: dict[str, Any]) -> bool:
@@ -147,9 +161,18 @@ def _compile_field(owner: str, field_name: str, spec: Any, path: str, ctx: _Cont
     return annotation, _field_info(default)
 
 
+class _ModelDefault:
+    """Default of a nested model field: a fresh instance with every field at its default."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+
 def _field_info(default: Any, **kwargs: Any) -> Any:
     if default is _NO_DEFAULT:
         return Field(**kwargs)
+    if isinstance(default, _ModelDefault):
+        return Field(default_factory=default.model, **kwargs)
     if isinstance(default, (list, dict)):
         value = default
         return Field(default_factory=lambda: _copy(value), **kwargs)
@@ -167,13 +190,15 @@ def _copy(value: Any) -> Any:
 def _compile_long_form(nested_name: str, spec: dict[str, Any], path: str, ctx: _Context) -> tuple[Any, Any]:
     annotation, default = _compile_type(nested_name, spec["type"], f"{path}.type", ctx)
     if "default" in spec:
-        if default is not _NO_DEFAULT:
+        if default is not _NO_DEFAULT and not isinstance(default, _ModelDefault):
             raise ctx.error("default given twice (in the type and as 'default')", f"{path}.default")
         default = spec["default"]
     if spec.get("optional"):
-        annotation = Optional[annotation]  # noqa: UP007 - runtime construction
+        annotation = Optional[annotation]  # noqa: UP045 - built at runtime
         if default is _NO_DEFAULT:
             default = None
+    if default is not _NO_DEFAULT and not isinstance(default, _ModelDefault):
+        _check_default(annotation, default, f"{path}.default", ctx)
     kwargs: dict[str, Any] = {}
     if "description" in spec:
         if not isinstance(spec["description"], str):
@@ -194,7 +219,9 @@ def _compile_long_form(nested_name: str, spec: dict[str, Any], path: str, ctx: _
             kwargs["ge" if key == "min" else "le"] = bound
         elif base in (str, list):
             if not isinstance(bound, int) or bound < 0:
-                raise ctx.error(f"{key} of a {base.__name__} is a length: a whole number >= 0", f"{path}.{key}")
+                raise ctx.error(
+                    f"{key} of a {base.__name__} is a length: a whole number >= 0", f"{path}.{key}"
+                )
             kwargs["min_length" if key == "min" else "max_length"] = bound
         else:
             raise ctx.error(f"{key} applies to numbers, strings and lists only", f"{path}.{key}")
@@ -217,7 +244,7 @@ def _compile_long_form(nested_name: str, spec: dict[str, Any], path: str, ctx: _
 
 
 def _base_of(annotation: Any) -> Any:
-    """The underlying type for bounds: Optional[int] -> int, list[str] -> list."""
+    """The underlying type for bounds: Optional[int] -> int, list[str] -> list."""  # noqa: UP045 - built at runtime
     origin = getattr(annotation, "__origin__", None)
     if origin is Union:
         args = [a for a in annotation.__args__ if a is not type(None)]
@@ -230,9 +257,11 @@ def _base_of(annotation: Any) -> Any:
 def _compile_type(nested_name: str, spec: Any, path: str, ctx: _Context) -> tuple[Any, Any]:
     """A type spec -> (annotation, default or _NO_DEFAULT)."""
     if isinstance(spec, dict):
-        if "type" in spec and _is_long_form(spec):
-            raise ctx.error("a long-form field cannot be used as an element type; use a nested mapping", path)
-        return _compile_model(nested_name, spec, path, ctx), _NO_DEFAULT
+        model = _compile_model(nested_name, spec, path, ctx)
+        # A nested model whose fields all have defaults is itself optional to give.
+        if all(not info.is_required() for info in model.model_fields.values()):
+            return model, _ModelDefault(model)
+        return model, _NO_DEFAULT
     if isinstance(spec, list):
         if len(spec) != 1:
             raise ctx.error("a list type holds exactly one element type, e.g. [str] or [{name: str}]", path)
@@ -254,7 +283,7 @@ def _compile_type(nested_name: str, spec: Any, path: str, ctx: _Context) -> tupl
         text = text[:-1].strip()
     annotation = _parse_type_expr(text, path, ctx)
     if optional:
-        annotation = Optional[annotation]  # noqa: UP007
+        annotation = Optional[annotation]  # noqa: UP045 - built at runtime
         if default is _NO_DEFAULT:
             default = None
     if default is not _NO_DEFAULT:
@@ -301,7 +330,7 @@ def _parse_type_expr(text: str, path: str, ctx: _Context) -> Any:
         values = _enum_values(match.group(1), path, ctx)
         return Literal[tuple(values)]  # type: ignore[valid-type]
     if text.endswith("?"):
-        return Optional[_parse_type_expr(text[:-1], path, ctx)]  # noqa: UP007
+        return Optional[_parse_type_expr(text[:-1], path, ctx)]  # noqa: UP045 - built at runtime
     known = ", ".join([*_SCALARS, "list[T]", "dict[str, T]", "enum(a, b)", "T?", "T = default"])
     raise ctx.error(f"unknown type {text!r} (known: {known}, or a nested mapping)", path)
 
@@ -386,7 +415,9 @@ class _SchemaCompiler:
                 return Union[tuple(members)], kwargs  # noqa: UP007
         for unsupported in ("allOf", "not", "if", "patternProperties"):
             if unsupported in schema:
-                raise ctx.error(f"JSON Schema keyword {unsupported!r} is not supported", f"{path}.{unsupported}")
+                raise ctx.error(
+                    f"JSON Schema keyword {unsupported!r} is not supported", f"{path}.{unsupported}"
+                )
         kind = schema.get("type")
         if isinstance(kind, list):
             nullable = "null" in kind
@@ -397,7 +428,7 @@ class _SchemaCompiler:
             else:
                 annotation, extra = self.compile(class_name, {**schema, "type": rest[0]}, path)
                 kwargs.update(extra)
-            return (Optional[annotation] if nullable else annotation), kwargs  # noqa: UP007
+            return (Optional[annotation] if nullable else annotation), kwargs  # noqa: UP045 - built at runtime
         if kind == "object" or (kind is None and "properties" in schema):
             return self._object(class_name, schema, path), kwargs
         if kind == "array":
@@ -409,7 +440,11 @@ class _SchemaCompiler:
                 kwargs["max_length"] = schema["maxItems"]
             return list[inner], kwargs  # type: ignore[valid-type]
         if kind == "string":
-            for src, dst in (("minLength", "min_length"), ("maxLength", "max_length"), ("pattern", "pattern")):
+            for src, dst in (
+                ("minLength", "min_length"),
+                ("maxLength", "max_length"),
+                ("pattern", "pattern"),
+            ):
                 if src in schema:
                     kwargs[dst] = schema[src]
             fmt = schema.get("format")
@@ -419,7 +454,12 @@ class _SchemaCompiler:
                 return _dt.date, kwargs
             return str, kwargs
         if kind in ("integer", "number"):
-            for src, dst in (("minimum", "ge"), ("maximum", "le"), ("exclusiveMinimum", "gt"), ("exclusiveMaximum", "lt")):
+            for src, dst in (
+                ("minimum", "ge"),
+                ("maximum", "le"),
+                ("exclusiveMinimum", "gt"),
+                ("exclusiveMaximum", "lt"),
+            ):
                 if src in schema:
                     kwargs[dst] = schema[src]
             return (int if kind == "integer" else float), kwargs
@@ -453,7 +493,7 @@ class _SchemaCompiler:
             elif prop in required:
                 info = Field(**kwargs)
             else:
-                annotation = Optional[annotation]  # noqa: UP007
+                annotation = Optional[annotation]  # noqa: UP045 - built at runtime
                 info = Field(default=None, **kwargs)
             definitions[prop] = (annotation, info)
         extra_mode = "forbid" if schema.get("additionalProperties") is False else "ignore"
@@ -470,7 +510,9 @@ class _SchemaCompiler:
     def _ref(self, ref: Any, path: str) -> Any:
         match = re.fullmatch(r"#/(?:\$defs|definitions)/(.+)", ref) if isinstance(ref, str) else None
         if not match or match.group(1) not in self.defs:
-            raise self.ctx.error(f"cannot resolve $ref {ref!r} (only #/$defs/NAME is supported)", f"{path}.$ref")
+            raise self.ctx.error(
+                f"cannot resolve $ref {ref!r} (only #/$defs/NAME is supported)", f"{path}.$ref"
+            )
         key = match.group(1)
         if key in self.resolved:
             return self.resolved[key]

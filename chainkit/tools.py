@@ -88,6 +88,8 @@ class ToolSpec(BaseModel):
     reask_token_budget: int | None = Field(None, ge=1)
     prompt_budget: int | None = Field(None, ge=1)
     trimmable: tuple[str, ...] = ()
+    # The YAML definition this spec was loaded from, if any: dumping writes it back as it was written.
+    definition: Any = Field(None, exclude=True, repr=False)
 
     _system: Template | None = PrivateAttr(None)
     _user: Template = PrivateAttr()
@@ -238,9 +240,10 @@ class Tool(Generic[O]):
             )
         messages, dropped = self.render(data, backend)
         settings = spec.settings
-        schema = None
-        if spec.output is not None and backend.capabilities.json_schema:
-            schema = self.output_schema(settings.max_tokens)
+        # The schema goes with every structured request: a backend enforces it where it can (and an
+        # OpenAI-compatible one picks json_schema / json_object / prompt-only per server); the answer is
+        # validated here either way.
+        schema = self.output_schema(settings.max_tokens) if spec.output is not None else None
 
         attempts: list[Attempt] = []
         usage = Usage()

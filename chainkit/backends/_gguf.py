@@ -4,6 +4,7 @@ Only the metadata block is read (the header, then key/value pairs); tensor data 
 so this costs a few milliseconds even for large files. The token counter covers byte-level BPE
 vocabularies (`tokenizer.ggml.model == "gpt2"`, used by SmolLM2, Qwen, Llama 3 and most recent
 models): their merges are turned into tiktoken ranks, so counting runs in tiktoken's Rust code.
+The counts equal the server's own tokenization (checked in tests/test_local_backend.py).
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ def token_counter(metadata: dict[str, Any]) -> Callable[[str], int] | None:
     """A function counting the tokens of a text with the model's own vocabulary, or None.
 
     None when the vocabulary is not byte-level BPE (e.g. SentencePiece): callers then fall back to
-    an approximate counter. Special tokens in the text are counted as plain text, as the chat
-    template renderer of the server does for message contents.
+    an approximate counter.
     """
     if metadata.get("tokenizer.ggml.model") != "gpt2":
         return None
@@ -136,9 +136,17 @@ def token_counter(metadata: dict[str, Any]) -> Callable[[str], int] | None:
                 ranks[merged] = len(ranks)
     except KeyError:
         return None
-    encoding = tiktoken.Encoding(name="gguf-bpe", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+    # Control and user-defined tokens (types 3 and 4, e.g. "<|im_start|>") are matched whole, as the
+    # server does when it tokenizes a rendered chat template.
+    types: list[int] = metadata.get("tokenizer.ggml.token_type") or []
+    specials = {
+        tokens[i]: len(ranks) + n for n, i in enumerate(i for i, t in enumerate(types) if t in (3, 4))
+    }
+    encoding = tiktoken.Encoding(
+        name="gguf-bpe", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
+    )
 
     def count(text: str) -> int:
-        return len(encoding.encode_ordinary(text))
+        return len(encoding.encode(text, allowed_special="all"))
 
     return count

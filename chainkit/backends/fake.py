@@ -66,7 +66,7 @@ class FakeBackend(Backend):
                 f"FakeBackend has no script for tool {request.tool!r} (scripted tools: {sorted(self._scripts)})"
             )
         if script is None:
-            if request.json_schema is not None:
+            if request.json_schema is not None and self._capabilities.json_schema:
                 return example_from_schema(request.json_schema)
             return "fake answer"
         if callable(script):

@@ -79,7 +79,7 @@ def parse_ref(body: str) -> Ref:
         raw = raw.strip()
         if raw.isdigit():
             parts.append(int(raw))
-        elif _NAME.fullmatch(raw):
+        elif _NAME.fullmatch(raw) and not raw.startswith("_"):  # no dunder/private access
             parts.append(raw)
         else:
             raise RefSyntaxError(f"bad segment {raw!r} in reference ${{{text}}}")

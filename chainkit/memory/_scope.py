@@ -63,12 +63,18 @@ def resolve_scope(memory: str, names: tuple[str, ...], scope: ScopeLike | None) 
     used: dict[str, str] = {}
     for name in names:
         if name not in scope:
-            raise ScopeError(f"scope is missing key {name!r} (this memory is scoped by {list(names)})",
-                             memory=memory, scope=dict(scope))
+            raise ScopeError(
+                f"scope is missing key {name!r} (this memory is scoped by {list(names)})",
+                memory=memory,
+                scope=dict(scope),
+            )
         value = scope[name]
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise ScopeError(f"scope key {name!r} must be a string or an integer, got {type(value).__name__}",
-                             memory=memory, scope=dict(scope))
+            raise ScopeError(
+                f"scope key {name!r} must be a string or an integer, got {type(value).__name__}",
+                memory=memory,
+                scope=dict(scope),
+            )
         text = str(value)
         if not text:
             raise ScopeError(f"scope key {name!r} is empty", memory=memory, scope=dict(scope))

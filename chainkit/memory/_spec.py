@@ -46,7 +46,7 @@ def scope_names(scope: str | Sequence[str], *, memory: str = "") -> tuple[str, .
     return names
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: specs key handle caches
 class MemorySpec:
     """A memory definition. Build it with Document(), Log() or Collection()."""
 
@@ -79,8 +79,10 @@ class MemorySpec:
                     path=f"migrations.{from_version}",
                 )
             if not callable(migration):
-                raise DefinitionError(f"{where}: migration from v{from_version} is not callable",
-                                      path=f"migrations.{from_version}")
+                raise DefinitionError(
+                    f"{where}: migration from v{from_version} is not callable",
+                    path=f"migrations.{from_version}",
+                )
         for name in self.text_fields:
             self._check_field(name, "text_fields")
         for name in self.indexes:
@@ -89,8 +91,9 @@ class MemorySpec:
             if not self.key:
                 raise DefinitionError(f"{where}: a collection needs a key field", path="key")
             if self.key not in self.model.model_fields:
-                raise DefinitionError(f"{where}: key field {self.key!r} is not a field of {self.model.__name__}",
-                                      path="key")
+                raise DefinitionError(
+                    f"{where}: key field {self.key!r} is not a field of {self.model.__name__}", path="key"
+                )
         elif self.key is not None:
             raise DefinitionError(f"{where}: only a collection has a key field", path="key")
         if self.text_fields and self.kind != "collection":
@@ -105,7 +108,9 @@ class MemorySpec:
         for part in dotted.split("."):
             fields = getattr(model, "model_fields", None)
             if fields is None or part not in fields:
-                raise DefinitionError(f"memory {self.name!r}: {where} names unknown field {dotted!r}", path=where)
+                raise DefinitionError(
+                    f"memory {self.name!r}: {where} names unknown field {dotted!r}", path=where
+                )
             model = _unwrap(fields[part].annotation)
 
     @property
@@ -136,8 +141,15 @@ def Document(  # noqa: N802 - reads as a kind of memory
     description: str = "",
 ) -> MemorySpec:
     """One record per scope (a learner profile, a course plan); every write keeps the previous version."""
-    return MemorySpec(name=name, kind="document", model=model, scope=scope_names(scope, memory=name),
-                      version=version, migrations=dict(migrations or {}), description=description)
+    return MemorySpec(
+        name=name,
+        kind="document",
+        model=model,
+        scope=scope_names(scope, memory=name),
+        version=version,
+        migrations=dict(migrations or {}),
+        description=description,
+    )
 
 
 def Log(  # noqa: N802
@@ -151,9 +163,16 @@ def Log(  # noqa: N802
     description: str = "",
 ) -> MemorySpec:
     """Append-only entries (a dialogue); read the last n, a range, or what fits a token budget."""
-    return MemorySpec(name=name, kind="log", model=model, scope=scope_names(scope, memory=name),
-                      text_fields=tuple(text_fields), version=version, migrations=dict(migrations or {}),
-                      description=description)
+    return MemorySpec(
+        name=name,
+        kind="log",
+        model=model,
+        scope=scope_names(scope, memory=name),
+        text_fields=tuple(text_fields),
+        version=version,
+        migrations=dict(migrations or {}),
+        description=description,
+    )
 
 
 def Collection(  # noqa: N802
@@ -169,6 +188,15 @@ def Collection(  # noqa: N802
     indexes: Sequence[str] = (),
 ) -> MemorySpec:
     """Keyed records (quiz results); query by field equality, full-text search over text_fields."""
-    return MemorySpec(name=name, kind="collection", model=model, scope=scope_names(scope, memory=name),
-                      text_fields=tuple(text_fields), key=key, version=version,
-                      migrations=dict(migrations or {}), description=description, indexes=tuple(indexes))
+    return MemorySpec(
+        name=name,
+        kind="collection",
+        model=model,
+        scope=scope_names(scope, memory=name),
+        text_fields=tuple(text_fields),
+        key=key,
+        version=version,
+        migrations=dict(migrations or {}),
+        description=description,
+        indexes=tuple(indexes),
+    )
