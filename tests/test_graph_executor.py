@@ -401,7 +401,7 @@ async def test_journal_resume_replays_completed_tool_calls(store) -> None:
 
     reg.add_graph(Graph(name="g", input="In", writes=["profile"], nodes=[
         ToolNode(name="a", tool="grade", inputs={"answer": "a"}),
-        MapNode(name="m", over="${input.items}", node=ToolNode(name="t", tool="grade", inputs={"answer": "${item}"})),
+        MapNode(name="m", over="${input.items}", node=ToolNode(name="t", tool="grade", inputs={"answer": "item ${item}"})),
         FunctionNode(name="f", function="maybe_fail", inputs={"score": "${nodes.a.output.score}"}),
         MemoryWriteNode(name="w", memory="profile", op="replace", inputs={"value": {"note": "done"}},
                         after=["f", "m"]),
@@ -413,7 +413,8 @@ async def test_journal_resume_replays_completed_tool_calls(store) -> None:
     fail["on"] = False
     result = await ex.resume(info.value.run_id)
     assert result.output == 0.9 and len(backend.requests) == 3  # nothing asked twice
-    assert sorted(result.replayed) == ["g/a", "g/m"]
+    # the map either finished before the failure or was cancelled after its items were journaled
+    assert sorted(result.replayed) in (["g/a", "g/m"], ["g/a", "g/m/item 0", "g/m/item 1"])
     assert (await store.document(reg.memories["profile"]).get({"user": "u"})).value.note == "done"
     with pytest.raises(RunError, match="already succeeded"):
         await ex.resume("run-1")

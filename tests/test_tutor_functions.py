@@ -63,10 +63,15 @@ def plan(course):
 OPTIONS = ["2/5", "5/6", "2/6", "1/6"]
 
 
-@pytest.mark.parametrize("answer", ["b", "B", "(b)", "b)", "option B", "5/6", " 5 / 6 ", "I think it is 5/6", "2"])
+@pytest.mark.parametrize("answer", ["b", "B", "(b)", "b)", "option B", "5/6", " 5 / 6 ", "I think it is 5/6", "10/12"])
 def test_choice_right(answer):
     grade = grade_choice(answer, OPTIONS, "5/6")
     assert grade.correct and grade.score == 1.0 and grade.matched == "5/6"
+
+
+def test_choice_by_number_only_when_options_are_not_numbers():
+    assert grade_choice("2", ["red", "blue"], "blue").correct
+    assert not grade_choice("2", OPTIONS, "5/6").recognized  # "2" is not one of the numbers offered
 
 
 def test_choice_wrong_names_the_misconception():
@@ -448,16 +453,16 @@ def test_review_cards(memories):
         rating_for(1.5)
     card = new_card("s3.o2", section="s3", now=NOW)
     right = review_card(review_card(card, 1.0, now=NOW), 1.0, now=NOW + dt.timedelta(minutes=11))
-    wrong = review_card(review_card(card, 0.0, now=NOW), 0.0, now=NOW + dt.timedelta(minutes=11))
+    weak = new_card("s3.o1", section="s3", now=NOW)
+    wrong = review_card(review_card(weak, 0.0, now=NOW), 0.0, now=NOW + dt.timedelta(minutes=11))
     assert right["reviews"] == 2 and right["lapses"] == 0 and wrong["lapses"] == 2
     assert dt.datetime.fromisoformat(right["due"]) > dt.datetime.fromisoformat(wrong["due"])
     later = NOW + dt.timedelta(days=3)
     assert retrievability(right, now=later) > retrievability(wrong, now=later)
-    other = {**new_card("s1.o1", now=NOW), "objective": "s1.o1"}
-    assert due_reviews([right, wrong, other], now=later) == ["s3.o2"][:0] + [
-        o for _, o in sorted((retrievability(c, now=later), c["objective"]) for c in (right, wrong))
-    ]
-    assert due_reviews([right, wrong, other], now=NOW) == []  # nothing due yet, the untested card never
+    untested = new_card("s1.o1", now=NOW)
+    assert due_reviews([right, wrong, untested], now=later) == ["s3.o1", "s3.o2"]  # least retained first
+    assert due_reviews([right, wrong, untested], now=later, limit=1) == ["s3.o1"]
+    assert due_reviews([right, wrong, untested], now=NOW + dt.timedelta(minutes=12)) == []
     for record in (card, right, wrong):
         memories["review_cards"].model.model_validate(record)
 

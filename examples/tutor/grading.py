@@ -48,6 +48,7 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
     text = re.sub(r"[^\w/.%+\-*^=]+", " ", text)
+    text = re.sub(r"\s*([/^*=])\s*", r"\1", text)  # "5 / 6" reads as "5/6"
     return re.sub(r"\s+", " ", text).strip(" .")
 
 
@@ -67,8 +68,14 @@ def choose_option(answer: str, options: Sequence[str]) -> int | None:
     exact = [i for i, option in enumerate(options) if normalize_text(option) == wanted]
     if len(exact) == 1:
         return exact[0]
-    if raw.isdigit() and 1 <= int(raw) <= len(options):
+    if raw.isdigit() and 1 <= int(raw) <= len(options) and not any(is_number(o) for o in options):
         return int(raw) - 1
+    # "0.5" chooses the option "1/2": the same number written another way.
+    value = parse_number(raw) if is_number(raw) else None
+    if value is not None:
+        same = [i for i, option in enumerate(options) if is_number(option) and parse_number(option) == value]
+        if len(same) == 1:
+            return same[0]
     # "I think it is 5/6" names one option inside a sentence: accept a unique whole-token occurrence.
     inside = [
         i
@@ -78,6 +85,14 @@ def choose_option(answer: str, options: Sequence[str]) -> int | None:
     if len(inside) == 1:
         return inside[0]
     return None
+
+
+_NUMBER_ONLY = re.compile(r"^\s*[-+−]?\d+(?:[.,]\d+)?(?:\s*/\s*\d+(?:[.,]\d+)?)?\s*%?\s*$")
+
+
+def is_number(text: str) -> bool:
+    """True when the whole text is one number ("0.5", "1/2", "50%")."""
+    return bool(_NUMBER_ONLY.match(text))
 
 
 def key_index(options: Sequence[str], key: str) -> int | None:
@@ -321,6 +336,7 @@ __all__ = [
     "grade_expression",
     "grade_item",
     "grade_numeric",
+    "is_number",
     "key_index",
     "normalize_text",
     "numbers_in",

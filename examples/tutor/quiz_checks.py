@@ -8,13 +8,12 @@ before, an objective that is not in the plan, a numeric key that is not a number
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from .grading import key_index, normalize_text, numbers_in, parse_expression, parse_number
+from .grading import is_number, key_index, normalize_text, numbers_in, parse_expression, parse_number
 
 NEAR_DUPLICATE_RATIO = 0.85
 
@@ -102,12 +101,9 @@ def check_quiz_item(
     return problems
 
 
-_NUMBER_ONLY = re.compile(r"^\s*[-+]?\d+(?:[.,]\d+)?(?:\s*/\s*\d+(?:[.,]\d+)?)?\s*%?\s*$")
-
-
 def _whole_number(option: str) -> Any:
     """The option's value when the option is just a number ("0.5", "1/2", "50%"), else None."""
-    return parse_number(option) if _NUMBER_ONLY.match(option) else None
+    return parse_number(option) if is_number(option) else None
 
 
 __all__ = ["NEAR_DUPLICATE_RATIO", "check_quiz_item", "is_near_duplicate", "similarity"]
