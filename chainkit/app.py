@@ -138,7 +138,11 @@ class App:
         self._conditions: dict[str, Any] = {}
         self._input_maps: dict[str, Any] = {}
         for process in processes:
-            self.add_process(process)
+            if process.name in self.processes:
+                raise DefinitionError(f"process {process.name!r} is defined twice",
+                                      path=f"processes.{process.name}")
+            self.processes[process.name] = process
+        self.validate()  # all at once: triggers may name processes defined later in the list
 
     # -- definition --------------------------------------------------------------------------------
 

@@ -10,17 +10,32 @@ Nothing reaches a backend before every file checks out: loading only compiles an
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from chainkit._app_definition import (
+    AppDefinition,
+    compile_graph_input,
+    graph_file_to_spec_data,
+    graph_spec_data_to_file,
+    node_kind,
+    spec_path_to_file_path,
+)
 from chainkit._tool_definition import ToolDefinition, tool_definition_from_spec, tool_spec_from_definition
 from chainkit._yaml import Positions, dump_yaml, load_yaml
+from chainkit.app import App, Process, Trigger
 from chainkit.errors import DefinitionError
+from chainkit.graph import Graph, Registry, Source
 from chainkit.memory import MemorySpec
 from chainkit.memory._definition import compile_memory_definition
-from chainkit.tools import ToolSpec
+from chainkit.tools import Tool, ToolSpec
 
 MEMORY_KINDS = ("document", "log", "collection")
 
@@ -40,12 +55,20 @@ def read_definition(path: str | Path) -> tuple[Any, Positions, str]:
     return data, positions, file
 
 
-def validate_data(model: type[BaseModel], data: Any, positions: Positions, file: str | None) -> Any:
-    """`model.model_validate(data)`, with pydantic's errors turned into located DefinitionErrors."""
+def validate_data(
+    model: type[BaseModel],
+    data: Any,
+    positions: Positions,
+    file: str | None,
+    *,
+    path_map: Callable[[list[str]], str] | None = None,
+) -> Any:
+    """`model.model_validate(data)`, with pydantic's errors turned into located DefinitionErrors.
+    `path_map` turns a key path of `data` into the file's key path when the two differ."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = [_located(error, data, positions, file) for error in exc.errors(include_url=False)]
+        errors = [_located(error, data, positions, file, path_map) for error in exc.errors(include_url=False)]
         errors = _dedupe(errors)
         if len(errors) == 1:
             raise errors[0] from None
@@ -56,7 +79,10 @@ def validate_data(model: type[BaseModel], data: Any, positions: Positions, file:
         ) from None
 
 
-def _located(error: dict[str, Any], data: Any, positions: Positions, file: str | None) -> DefinitionError:
+def _located(
+    error: dict[str, Any], data: Any, positions: Positions, file: str | None,
+    path_map: Callable[[list[str]], str] | None = None,
+) -> DefinitionError:
     # Pydantic puts union member names ("list[...]", "function-after[...]", tagged-union tags) into `loc`;
     # keep only the parts that are real keys or indexes of the data.
     path_parts: list[str] = []
@@ -70,7 +96,7 @@ def _located(error: dict[str, Any], data: Any, positions: Positions, file: str |
             path_parts.append(str(part))
         elif isinstance(node, dict) and error["type"] in ("extra_forbidden", "missing") and part == error["loc"][-1]:
             path_parts.append(str(part))
-    path = ".".join(path_parts)
+    path = path_map(path_parts) if path_map else ".".join(path_parts)
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = f"unknown key {path_parts[-1]!r}" if path_parts else "unknown key"
@@ -145,3 +171,222 @@ def memory_from_data(data: dict[str, Any], positions: Positions, file: str | Non
 def load_memory_file(path: str | Path) -> MemorySpec:
     data, positions, file = read_definition(path)
     return memory_from_data(data, positions, file)
+
+
+# -- graphs --------------------------------------------------------------------------------------------
+
+
+def graph_from_data(
+    data: dict[str, Any], positions: Positions, file: str | None, registry: Registry | None = None
+) -> Graph:
+    """Compile a graph file's data. With a registry, the graph's input model is registered in it; the
+    references are checked when the graph is added to the registry (`Registry.add_graph`)."""
+    if data.get("kind") != "graph":
+        raise positions.error("a graph file needs `kind: graph`", "kind", file)
+    if not isinstance(data.get("nodes", {}), dict):
+        raise positions.error("`nodes` must be a mapping of node names to nodes", "nodes", file)
+    spec_data = graph_file_to_spec_data(data)
+    for name, node in (data.get("nodes") or {}).items():
+        if isinstance(node, dict) and node_kind(node) is None:
+            raise positions.error(
+                "cannot tell the node's kind: give `kind`, or one of tool, function, memory, graph, over",
+                f"nodes.{name}", file,
+            )
+    graph = validate_data(Graph, spec_data, positions, file, path_map=lambda parts: spec_path_to_file_path(parts, data))
+    input_model = compile_graph_input(graph.name, data.get("input"), file=file, locate=positions)
+    updates: dict[str, Any] = {"source": _source(positions, "", file)}
+    if input_model is not None:
+        updates["input"] = input_model
+    elif isinstance(data.get("input"), str):
+        updates["input"] = data["input"]
+    nodes = []
+    for node in graph.nodes:
+        nodes.append(node.model_copy(update={"source": _source(positions, f"nodes.{node.name}", file)}))
+    updates["nodes"] = nodes
+    graph = graph.model_copy(update=updates)
+    if input_model is not None and registry is not None:
+        registry.add_model(input_model, name=input_model.__name__)
+    return graph
+
+
+def _source(positions: Positions, path: str, file: str | None) -> Source:
+    where = positions(path)
+    return Source(file=file, line=where[0] if where else None, col=where[1] if where else None)
+
+
+def dump_graph(graph: Graph) -> str:
+    """YAML text of a graph (from Python or YAML). A pydantic input class is written as a JSON Schema."""
+    data = graph_spec_data_to_file(graph.to_data())
+    if isinstance(graph.input, type):
+        data = {"kind": "graph", "name": graph.name, "input": {"schema": graph.input.model_json_schema()}} | data
+    return dump_yaml(data)
+
+
+# -- apps ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedApp:
+    """Everything an app file defines, checked; `app()` builds the runnable `App`."""
+
+    name: str
+    definition: AppDefinition
+    registry: Registry
+    processes: list[Process]
+    file: str
+    files: dict[str, str] = field(default_factory=dict)  # path -> kind
+    model: str | None = None
+
+    def app(self, *, store: Any = None, journal: bool = True, trace: bool | Any = True) -> App:
+        store = store if store is not None else (self.definition.store or default_store_path(self.name))
+        return App(self.registry, store=store, processes=self.processes, journal=journal, trace=trace)
+
+
+def default_store_path(app_name: str) -> str:
+    """Where an app keeps its data unless told otherwise: $CHAINKIT_HOME or ~/.local/share/chainkit."""
+    home = os.environ.get("CHAINKIT_HOME") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "chainkit"
+    )
+    os.makedirs(home, exist_ok=True)
+    return os.path.join(home, f"{app_name}.db")
+
+
+def _expand(patterns: list[str], base: Path, folder: str | None, key: str, positions: Positions, file: str) -> list[Path]:
+    """Resolve globs next to the app file, else under the nearest `folder` above it."""
+    roots = [base]
+    if folder is not None:
+        roots += [parent / folder for parent in (base, *base.parents) if (parent / folder).is_dir()][:1]
+    found: list[Path] = []
+    for index, pattern in enumerate(patterns):
+        pattern_yaml = pattern if pattern.endswith((".yaml", ".yml")) else pattern + ".yaml"
+        matches: list[Path] = []
+        for root in roots:
+            matches = sorted(p for p in root.glob(pattern_yaml) if p.is_file())
+            if matches:
+                break
+        if not matches:
+            where = " or ".join(str(r) for r in roots)
+            raise positions.error(f"{pattern!r} matches no file (looked in {where})", f"{key}.{index}", file)
+        found += [m for m in matches if m not in found]
+    return found
+
+
+def load_app(path: str | Path, *, model: str | None = None) -> LoadedApp:
+    """Load and check an app file and every file it names. Collects all errors before raising.
+
+    `model` overrides the model of every tool (the CLI's --model); else a tool's own `model`, else the
+    app's `model`, else CHAINKIT_MODEL / the embedded default.
+    """
+    data, positions, file = read_definition(path)
+    if data.get("kind") != "app":
+        raise positions.error("an app file needs `kind: app`", "kind", file)
+    definition: AppDefinition = validate_data(AppDefinition, data, positions, file)
+    base = Path(file).resolve().parent
+    registry = Registry()
+    loaded = LoadedApp(name=definition.name, definition=definition, registry=registry, processes=[], file=file,
+                       model=model or definition.model)
+    errors: list[DefinitionError] = []
+
+    def attempt(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except DefinitionError as exc:
+            errors.extend(exc.errors or [exc])
+            return None
+
+    tool_files = attempt(_expand, definition.tools, base, "tools", "tools", positions, file) or []
+    memory_files = attempt(_expand, definition.memories, base, "memories", "memories", positions, file) or []
+    graph_files = attempt(_expand, definition.graphs, base, None, "graphs", positions, file) or []
+    for tool_file in tool_files:
+        spec = attempt(load_tool_file, tool_file)
+        if spec is not None:
+            registry.add_tool(Tool(spec, backend=model or spec.model or definition.model))
+            loaded.files[str(tool_file)] = "tool"
+    for memory_file in memory_files:
+        spec = attempt(load_memory_file, memory_file)
+        if spec is not None:
+            registry.add_memory(spec)
+            loaded.files[str(memory_file)] = "memory"
+    for index, module in enumerate(definition.python):
+        attempt(_register_module, base / module, registry, positions, file, f"python.{index}")
+    graphs = []
+    for graph_file in graph_files:
+        graph_data, graph_positions, graph_name = attempt(read_definition, graph_file) or (None, None, None)
+        if graph_data is None:
+            continue
+        graph = attempt(graph_from_data, graph_data, graph_positions, graph_name, registry)
+        if graph is not None:
+            registry.add_graph(graph, validate=False)
+            graphs.append((graph, graph_data, graph_positions, graph_name))
+            loaded.files[str(graph_file)] = "graph"
+    for graph, graph_data, graph_positions, graph_name in graphs:
+        try:
+            registry.plan(graph.name)
+        except DefinitionError as exc:
+            errors.extend(_relocate(e, graph_data, graph_positions, graph_name) for e in (exc.errors or [exc]))
+    if not errors:
+        for name, process in definition.processes.items():
+            loaded.processes.append(
+                Process(
+                    name=name, graph=process.graph, trigger=Trigger(**process.trigger_data()), inputs=process.inputs,
+                    background=process.background, max_conflict_reruns=process.max_conflict_reruns,
+                    source=_source(positions, f"processes.{name}", file),
+                )
+            )
+        try:
+            App(registry, processes=loaded.processes)  # checks processes and triggers; opens nothing
+        except DefinitionError as exc:
+            errors.extend(exc.errors or [exc])
+    if errors:
+        errors = _dedupe(errors)
+        if len(errors) == 1:
+            raise errors[0]
+        raise DefinitionError(f"{len(errors)} problems:\n" + "\n".join(f"  {e}" for e in errors), errors=errors)
+    loaded.files[file] = "app"
+    return loaded
+
+
+def _relocate(error: DefinitionError, data: dict[str, Any], positions: Positions, file: str | None) -> DefinitionError:
+    """A graph validation error carries `graph.nodes.node.key`; point it at the key's line in the file."""
+    if not error.path:
+        return error
+    parts = error.path.split(".")
+    if parts and parts[0] == data.get("name"):
+        parts = parts[1:]
+    path = spec_path_to_file_path(parts, data)
+    where = positions(path)
+    if where is None:
+        return error
+    return DefinitionError(error.message, file=file, line=where[0], column=where[1], path=path)
+
+
+def _register_module(module_path: Path, registry: Registry, positions: Positions, file: str, key: str) -> None:
+    """Run an app-local Python file and let it register its functions: `register(registry)`."""
+    if not module_path.is_file():
+        raise positions.error(f"no Python file {str(module_path)!r}", key, file)
+    name = f"chainkit_app_{abs(hash(str(module_path)))}"
+    spec = importlib.util.spec_from_file_location(name, module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise positions.error(f"{module_path.name} failed to import: {type(exc).__name__}: {exc}", key, file) from exc
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise positions.error(f"{module_path.name} defines no register(registry) function", key, file)
+    register(registry)
+
+
+def load_file(path: str | Path) -> Any:
+    """Load any definition file by its `kind`: a ToolSpec, MemorySpec, Graph (unchecked refs) or LoadedApp."""
+    data, positions, file = read_definition(path)
+    kind = definition_kind(data, positions, file)
+    if kind == "tool":
+        return tool_from_data(data, positions, file)
+    if kind == "memory":
+        return memory_from_data(data, positions, file)
+    if kind == "graph":
+        return graph_from_data(data, positions, file)
+    return load_app(path)

@@ -133,7 +133,7 @@ def grade_choice(
 
 _VULGAR = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4", "⅕": "1/5", "⅛": "1/8"}
 _NUMBER = r"[-+−]?\d+(?:[.,]\d+)?"
-_MIXED = re.compile(rf"(?<![\w/.,])([-+−]?\d+)\s+(\d+)\s*/\s*(\d+)(?![\w/])")
+_MIXED = re.compile(r"(?<![\w/.,])([-+−]?\d+)\s+(\d+)\s*/\s*(\d+)(?![\w/])")
 _FRACTION = re.compile(rf"(?<![\w/.,])({_NUMBER})\s*/\s*({_NUMBER})(?![\w/])")
 _PLAIN = re.compile(rf"(?<![\w/.,])({_NUMBER})(\s*%)?(?![\w/])")
 

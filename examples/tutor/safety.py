@@ -82,10 +82,11 @@ def _choice_leaks(reply: str, options: list[str], key: str) -> bool:
         said = normalize_text(match.group(4))
         if said.startswith(answer) or re.match(rf"^\(?{letter}\b", said):
             return True
-    # Restating the question's options is fine; naming the keyed option alone is not.
+    # Restating all the question's options is fine; naming the keyed option without all the others is
+    # not (erring towards "leak": the cost is a rewritten reply, the other way a spoiled quiz).
     text = normalize_text(reply)
-    named = [i for i, option in enumerate(options) if _contains(text, normalize_text(option))]
-    return named == [index] and len(options) > 1
+    named = {i for i, option in enumerate(options) if _contains(text, normalize_text(option))}
+    return index in named and len(named) < len(options)
 
 
 def _contains(text: str, phrase: str) -> bool:
