@@ -59,11 +59,14 @@ class ToolDefinition(_Strict):
     kind: Literal["tool"] = "tool"
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     description: str = ""
-    input: Fields | SchemaDefinition = Field(
+    input: SchemaDefinition | Fields = Field(
+        union_mode="left_to_right",
         description="Input fields (compact syntax) or {schema: <JSON Schema>}; the prompt's variables."
     )
-    output: Fields | SchemaDefinition | Literal["text"] = Field(
-        "text", description="Output fields, {schema: ...}, or 'text' for a plain-text answer."
+    output: Literal["text"] | SchemaDefinition | Fields = Field(
+        "text",
+        union_mode="left_to_right",
+        description="Output fields, {schema: ...}, or 'text' for a plain-text answer."
     )
     prompt: PromptDefinition
     settings: SettingsDefinition = Field(default_factory=SettingsDefinition)

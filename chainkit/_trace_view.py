@@ -60,9 +60,10 @@ def render_run(tree: dict[str, Any]) -> Tree:
         ends = [e for e in node["events"] if e["kind"] in ("node_end", "run_end")]
         if ends:
             data = ends[-1]["data"]
-            if data.get("duration_s") is not None:
-                text.append(f"  {data['duration_s'] * 1000:.1f} ms", style="dim")
-            if data.get("status") and data["status"] != "ok":
+            took = data.get("latency_s", data.get("duration_s"))
+            if took is not None:
+                text.append(f"  {took * 1000:.1f} ms", style="dim")
+            if data.get("status") and data["status"] not in ("ok", "succeeded"):
                 text.append(f"  {data['status']}", style="red")
             if data.get("error"):
                 text.append(f"  {data['error']}", style="red")

@@ -34,6 +34,7 @@ from chainkit.app import App, Process, Trigger
 from chainkit.errors import DefinitionError
 from chainkit.graph import Graph, Registry, Source
 from chainkit.memory import MemorySpec
+from chainkit.memory._spec import NAMED_SCOPES
 from chainkit.memory._definition import compile_memory_definition
 from chainkit.tools import Tool, ToolSpec
 
@@ -218,7 +219,8 @@ def dump_graph(graph: Graph) -> str:
     """YAML text of a graph (from Python or YAML). A pydantic input class is written as a JSON Schema."""
     data = graph_spec_data_to_file(graph.to_data())
     if isinstance(graph.input, type):
-        data = {"kind": "graph", "name": graph.name, "input": {"schema": graph.input.model_json_schema()}} | data
+        data = {"kind": "graph", "name": graph.name, "input": None} | data
+        data["input"] = {"schema": graph.input.model_json_schema()}
     return dump_yaml(data)
 
 
@@ -271,18 +273,19 @@ def _expand(patterns: list[str], base: Path, folder: str | None, key: str, posit
     return found
 
 
-def load_app(path: str | Path, *, model: str | None = None) -> LoadedApp:
+def load_app(path: str | Path, *, model: str | None = None, registry: Registry | None = None) -> LoadedApp:
     """Load and check an app file and every file it names. Collects all errors before raising.
 
     `model` overrides the model of every tool (the CLI's --model); else a tool's own `model`, else the
-    app's `model`, else CHAINKIT_MODEL / the embedded default.
+    app's `model`, else CHAINKIT_MODEL / the embedded default. `registry` may bring Python functions
+    (and anything else) registered beforehand.
     """
     data, positions, file = read_definition(path)
     if data.get("kind") != "app":
         raise positions.error("an app file needs `kind: app`", "kind", file)
     definition: AppDefinition = validate_data(AppDefinition, data, positions, file)
     base = Path(file).resolve().parent
-    registry = Registry()
+    registry = registry if registry is not None else Registry()
     loaded = LoadedApp(name=definition.name, definition=definition, registry=registry, processes=[], file=file,
                        model=model or definition.model)
     errors: list[DefinitionError] = []
@@ -390,3 +393,64 @@ def load_file(path: str | Path) -> Any:
     if kind == "graph":
         return graph_from_data(data, positions, file)
     return load_app(path)
+
+
+def dump_memory(spec: MemorySpec) -> str:
+    """YAML text of a memory definition; its model is written as a JSON Schema (Python migrations
+    cannot be written as YAML and are left out)."""
+    data: dict[str, Any] = {"kind": spec.kind, "name": spec.name}
+    scope = next((name for name, keys in NAMED_SCOPES.items() if keys == spec.scope), None)
+    data["scope"] = scope if scope is not None else list(spec.scope)
+    if spec.description:
+        data["description"] = spec.description
+    if spec.version != 1:
+        data["version"] = spec.version
+    if spec.kind == "collection" and spec.key != "id":
+        data["key"] = spec.key
+    if spec.text_fields:
+        data["text_fields"] = list(spec.text_fields)
+    if spec.indexes:
+        data["indexes"] = list(spec.indexes)
+    data["schema"] = spec.model.model_json_schema()
+    return dump_yaml(data)
+
+
+def dump_app(
+    directory: str | Path,
+    *,
+    name: str,
+    registry: Registry,
+    processes: list[Process],
+    model: str | None = None,
+) -> Path:
+    """Write an app (defined in Python or loaded) as YAML files: app.yaml, tools/, memories/, graphs/.
+
+    Python functions cannot be written as YAML: the app file lists none, and `load_app(...,
+    registry=...)` takes a registry that already holds them.
+    """
+    root = Path(directory)
+    for folder in ("tools", "memories", "graphs"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for tool in registry.tools.values():
+        (root / "tools" / f"{tool.name}.yaml").write_text(dump_tool(tool.spec), encoding="utf-8")
+    for spec in registry.memories.values():
+        (root / "memories" / f"{spec.name}.yaml").write_text(dump_memory(spec), encoding="utf-8")
+    for graph in registry.graphs.values():
+        (root / "graphs" / f"{graph.name}.yaml").write_text(dump_graph(graph), encoding="utf-8")
+    app: dict[str, Any] = {"kind": "app", "name": name}
+    if model:
+        app["model"] = model
+    app |= {"tools": ["tools/*"], "memories": ["memories/*"], "graphs": ["graphs/*"]}
+    app["processes"] = {
+        p.name: {
+            key: value
+            for key, value in p.model_dump(mode="json", exclude_defaults=True, exclude={"name", "source"}).items()
+        }
+        for p in processes
+    }
+    for process in app["processes"].values():
+        trigger = process.pop("trigger", {"on": "message"})
+        process["trigger"] = "message" if trigger.get("on", "message") == "message" else trigger
+    path = root / "app.yaml"
+    path.write_text(dump_yaml(app), encoding="utf-8")
+    return path

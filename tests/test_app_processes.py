@@ -80,7 +80,8 @@ async def test_triggers_background_conflict_rerun_and_drain(tmp_path: Path) -> N
         Process(name="reflection", graph="reflection", background=True, inputs={"message": "${input.message}"},
                 trigger=when("${input.message} == 'first'", after="interaction")),
         Process(name="count", graph="count", trigger=every(2, "interaction")),
-        Process(name="react", graph="react", trigger=after("count")),
+        Process(name="react", graph="react", trigger=after("count"),
+                inputs={"reply": "${input.reply}", "turns": "${input.turns}"}),
     ])
     scope = {"user": "ada", "session": "s1"}
     async with app:

@@ -188,11 +188,13 @@ def test_validation_collects_every_error_with_graph_and_node() -> None:
             FunctionNode(name="h", function="double", inputs={"x": 1, "y": 2}),
             FunctionNode(name="i", function="double"),
             FunctionNode(name="j", function="double", inputs={"x": "three"}),
+            FunctionNode(name="k", function="double", inputs={"x": 1}, retry={"on": ["Nope"]}),
         ],
     )
     messages = errors_of(reg, graph)
     joined = "\n".join(messages)
-    assert len(messages) == 8, joined
+    assert len(messages) == 9, joined
+    assert "retry.on names unknown error 'Nope'" in joined
     assert "node 'g'" in joined and "input (In) has no field 'mesage'" in joined
     assert "${input.n} is int, but inputs.answer expects str" in joined
     assert "${nodes.g.output.feedback} is str, but inputs.x expects int" in joined

@@ -658,8 +658,9 @@ class Executor:
 
     def _marker(self) -> Any:
         if self._marker_spec is None:
-            from chainkit.memory import Collection
             from pydantic import create_model
+
+            from chainkit.memory import Collection
 
             model = create_model("chainkit_commit", id=(str, ...), committed_at=(float, 0.0))
             self._marker_spec = Collection("chainkit_run_commits", model, scope="global", key="id")
@@ -779,8 +780,8 @@ class Executor:
                     flush()
             tracing.current_node_path.reset(path_token)
             tracing.current_run_id.reset(run_token)
-        outputs = {n.name: o for n, o in zip(plan.nodes, frame.outputs) if o is not _SKIPPED and o is not _PENDING}
-        skipped = [n.name for n, o in zip(plan.nodes, frame.outputs) if o is _SKIPPED]
+        outputs = {n.name: o for n, o in zip(plan.nodes, frame.outputs, strict=True) if o is not _SKIPPED and o is not _PENDING}
+        skipped = [n.name for n, o in zip(plan.nodes, frame.outputs, strict=True) if o is _SKIPPED]
         return RunResult(run_id, plan.name, output, outputs, skipped, writes, run.replayed)
 
     def run_sync(self, graph: str | Graph, input: Any = None, **kwargs: Any) -> RunResult:

@@ -70,7 +70,7 @@ def walk(tp: Any, path: tuple[str | int, ...], *, what: str) -> Any:
         else:
             raise PathError(f"{'.'.join(seen)} is {type_name(inner)}, which has no field {step!r}")
         if optional:
-            tp = typing.Optional[tp]  # noqa: UP007
+            tp = tp | None
         seen.append(str(step))
     return tp
 

@@ -9,6 +9,7 @@ required input from such a node); bad expressions.
 
 from __future__ import annotations
 
+import builtins
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ def _error_types(names: list[str]) -> tuple[type[BaseException], ...]:
         if isinstance(cls, type) and issubclass(cls, BaseException):
             found.append(cls)
         elif name in ("TimeoutError", "Exception", "ValueError", "RuntimeError", "OSError"):
-            found.append(__builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name))
+            found.append(getattr(builtins, name))
     return tuple(found)
 
 
@@ -424,6 +425,10 @@ def _compile(chk: _Checker) -> Plan | None:
         else:
             for key, value in node.inputs.items():
                 _safe_refs(value, chk, node, f"inputs.{key}")
+        if node.retry is not None:
+            for name in node.retry.on:
+                if not _error_types([name]):
+                    chk.error(f"retry.on names unknown error {name!r} (use chainkit.errors names)", node, "retry.on")
         when = check_expr(node.when, node, "when", ctx) if node.when else None
         until = None
         if node.loop is not None:
@@ -537,7 +542,9 @@ def _compile(chk: _Checker) -> Plan | None:
     # graph output
     out_ctx: dict[str, Any] = {"deps": set()}
     output_type: Any = type(None)
-    build_output: Callable[[Resolver], Any] = lambda r: None
+    def build_output(resolve: Resolver) -> Any:
+        return None
+
     if isinstance(graph.output, str):
         template = None
         try:
@@ -552,7 +559,7 @@ def _compile(chk: _Checker) -> Plan | None:
             if template is not None:
                 for ref in template.refs:
                     ref_type(ref, None, "output", out_ctx)
-        build_output = compile_value(graph.output)
+        build_output = compile_value(graph.output)  # type: ignore[assignment]
     elif isinstance(graph.output, dict):
         fields: dict[str, Any] = {}
         for key, value in graph.output.items():
@@ -583,7 +590,9 @@ def _compile(chk: _Checker) -> Plan | None:
         )
         mapping_builder = compile_mapping(graph.output)
         model = output_type
-        build_output = lambda r: model.model_validate(mapping_builder(r))  # noqa: E731
+
+        def build_output(resolve: Resolver) -> Any:
+            return model.model_validate(mapping_builder(resolve))
 
     # cycles (Kahn)
     n = len(plans)
