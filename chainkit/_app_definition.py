@@ -51,7 +51,7 @@ _WRITE_OPS = frozenset({"replace", "patch", "append", "put", "delete", "summariz
 
 def node_kind(node: dict[str, Any]) -> str | None:
     if "kind" in node:
-        return node["kind"]
+        return node["kind"] if isinstance(node["kind"], str) else None
     if "over" in node:
         return "map"
     if "tool" in node:
@@ -61,7 +61,8 @@ def node_kind(node: dict[str, Any]) -> str | None:
     if "graph" in node:
         return "subgraph"
     if "memory" in node:
-        return "memory_write" if node.get("op") in _WRITE_OPS else "memory_read"
+        op = node.get("op")
+        return "memory_write" if isinstance(op, str) and op in _WRITE_OPS else "memory_read"
     return None
 
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chainkit._sqlite_writer import SQLiteWriter
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chainkit_runs (
     run_id TEXT PRIMARY KEY, graph TEXT, process TEXT, scope TEXT, status TEXT NOT NULL, error TEXT,
@@ -52,17 +54,20 @@ def _dumps(value: Any) -> str:
 
 
 class SQLiteTraceSink:
-    """A `chainkit.tracing` sink writing into a SQLite file. Call it as sink(kind, data)."""
+    """A `chainkit.tracing` sink writing into a SQLite file. Call it as sink(kind, data).
+
+    Events are buffered; a run's end (or every 500 events) queues one write transaction on a
+    background thread, so tracing never waits for a database lock on the event loop. `flush()` waits
+    until everything queued is written.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._writer = SQLiteWriter(self.path, schema=_SCHEMA)
         self._lock = threading.Lock()
         self._events: list[tuple[Any, ...]] = []
         self._runs: list[tuple[str, tuple[Any, ...]]] = []
+        self._pending: list[Any] = []
         self._closed = False
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
@@ -75,18 +80,18 @@ class SQLiteTraceSink:
             self._runs.append(("end", (data.get("status"), data.get("error"), now, _dumps(data.get("output")), run_id)))
         self._events.append((run_id, now, kind, data.get("node_path"), data))
         if kind == "run_end" or len(self._events) >= _FLUSH_EVERY:
-            self.flush()
+            self._queue()
 
-    def flush(self) -> None:
-        if self._closed or not (self._events or self._runs):
-            return
+    def _queue(self) -> None:
         with self._lock:
+            if self._closed or not (self._events or self._runs):
+                return
             events, runs = self._events, self._runs
             self._events, self._runs = [], []
+            # Serialize now, on the caller's thread: the data may change after this returns.
             rows = [(r, ts, k, p, _dumps(d)) for r, ts, k, p, d in events]
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+
+            def write(conn: sqlite3.Connection) -> None:
                 for what, args in runs:
                     if what == "start":
                         conn.execute(
@@ -101,16 +106,22 @@ class SQLiteTraceSink:
                 conn.executemany(
                     "INSERT INTO chainkit_events (run_id, ts, kind, node_path, data) VALUES (?,?,?,?,?)", rows
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._writer.submit(write))
+
+    def flush(self) -> None:
+        """Write everything buffered and wait until it is on disk."""
+        self._queue()
+        for future in list(self._pending):
+            future.result()
+        self._pending = []
 
     def close(self) -> None:
         if not self._closed:
             self.flush()
             self._closed = True
-            self._conn.close()
+            self._writer.close()
 
 
 # ---- reading (the `chainkit trace` command uses these) -------------------------------------------

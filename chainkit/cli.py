@@ -226,6 +226,26 @@ def _full_run_id(path: str, prefix: str) -> str:
     return matches[0]
 
 
+def bundled_example(name: str) -> Path:
+    """An example app's folder: inside the installed wheel, or in the source checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_bundled" / "examples" / name, package.parent / "examples" / name):
+        if (candidate / "__init__.py").is_file():
+            return candidate
+    raise click.ClickException(f"the {name} example is not installed (looked in {package})")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.pass_context
+def tutor(ctx: click.Context) -> None:
+    """The tutoring reference app (chat with a private tutor). `chainkit tutor --help` for options."""
+    from chainkit.loader import import_path
+
+    module = import_path(bundled_example("tutor") / "cli.py")
+    sys.exit(module.main(list(ctx.args)))
+
+
 @main.command()
 @click.argument("kind", required=False, type=click.Choice(["tool", "memory", "graph", "app"]))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

@@ -367,19 +367,39 @@ def _register_module(module_path: Path, registry: Registry, positions: Positions
     """Run an app-local Python file and let it register its functions: `register(registry)`."""
     if not module_path.is_file():
         raise positions.error(f"no Python file {str(module_path)!r}", key, file)
-    name = f"chainkit_app_{abs(hash(str(module_path)))}"
-    spec = importlib.util.spec_from_file_location(name, module_path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_path(module_path)
     except Exception as exc:
         raise positions.error(f"{module_path.name} failed to import: {type(exc).__name__}: {exc}", key, file) from exc
     register = getattr(module, "register", None)
     if not callable(register):
         raise positions.error(f"{module_path.name} defines no register(registry) function", key, file)
     register(registry)
+
+
+def import_path(module_path: Path) -> Any:
+    """Import a Python file by its path, never by a dotted name the app file could choose. A file in a
+    folder with `__init__.py` is imported as part of that package (under a private name), so its
+    relative imports work."""
+    module_path = module_path.resolve()
+    folder = module_path.parent
+    package = f"chainkit_app_{abs(hash(str(folder))):x}"
+    if (folder / "__init__.py").is_file() and package not in sys.modules:
+        spec = importlib.util.spec_from_file_location(package, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[package] = module
+        spec.loader.exec_module(module)
+    if package in sys.modules and module_path.name != "__init__.py":
+        return importlib.import_module(f"{package}.{module_path.stem}")
+    name = f"{package}_{module_path.stem}"
+    spec = importlib.util.spec_from_file_location(name, module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_file(path: str | Path) -> Any:

@@ -231,15 +231,14 @@ class _Run:
         self.tracing = tracing.tracing_enabled()
         self.memories = registry.memories
 
-    def journal_output(self, node: NodePlan, path: str, output: Any, durable: bool) -> None:
+    def journal_output(self, node: NodePlan, path: str, output: Any) -> None:
+        """Record a node's output; durable nodes (LLM calls) are then flushed by the caller (`aflush`)."""
         journal = self.journal
         if journal is None:
             return
         adapter = node.output_adapter
         text = adapter.dump_json(output).decode() if adapter is not None else json.dumps(output)
         journal.record(self.run_id, path, text)
-        if durable:
-            journal.flush()
 
     def replayed_output(self, node: NodePlan, path: str) -> Any:
         text = self.replay.get(path)
@@ -438,7 +437,7 @@ class _Frame:
                 tracing.current_node_path.reset(token)
             raise _wrap_error(exc, path, run.run_id) from exc
         if run.journal is not None:
-            run.journal_output(node, path, out, False)
+            run.journal_output(node, path, out)
         if trace:
             tracing.emit("node_end", {"node_path": path, "node": node.name, "status": "ok",
                                       "latency_s": time.perf_counter() - started, "output": _jsonable(out)})
@@ -469,12 +468,16 @@ class _Frame:
                         out = replayed
                     else:
                         out = await self._attempts(node, inputs, ipath)
-                        run.journal_output(node, ipath, out, node.durable)
+                        run.journal_output(node, ipath, out)
+                        if node.durable and run.journal is not None:
+                            await run.journal.aflush()
                     if node.until.evaluate(_Scoped(self, iteration=iteration, previous=previous, own=out)):
                         break
                     previous = out
             if node.kind in ("function", "tool", "subgraph", "map") or node.until is not None:
-                run.journal_output(node, path, out, node.durable)
+                run.journal_output(node, path, out)
+                if node.durable and run.journal is not None:
+                    await run.journal.aflush()  # a finished LLM call is never paid for twice
         except asyncio.CancelledError:
             if trace:
                 tracing.emit("node_end", {"node_path": path, "node": node.name, "status": "cancelled"})
@@ -748,7 +751,7 @@ class Executor:
             writes: list[tuple[str, str]] = []
             if commit and staging.ops:
                 if journal is not None:
-                    journal.flush()  # every output the commit used is durable first
+                    await journal.aflush()  # every output the commit used is durable first
                     marker = self._marker()
                     already = await self.store.collection(marker).get({}, run_id)
                     if already is None:
@@ -769,15 +772,12 @@ class Executor:
         finally:
             if journal is not None:
                 journal.end_run(run_id, status, error)
-                journal.flush()
+                await asyncio.shield(journal.aflush())
             if run.tracing:
                 end: dict[str, Any] = {"graph": plan.name, "process": process, "status": status, "error": error}
                 if status == "succeeded":
                     end["output"] = _jsonable(output)
-                tracing.emit("run_end", end)
-                flush = getattr(tracing._sink.get(), "flush", None)
-                if flush is not None:
-                    flush()
+                tracing.emit("run_end", end)  # the SQLite sink queues its write on its own thread
             tracing.current_node_path.reset(path_token)
             tracing.current_run_id.reset(run_token)
         outputs = {n.name: o for n, o in zip(plan.nodes, frame.outputs, strict=True) if o is not _SKIPPED and o is not _PENDING}

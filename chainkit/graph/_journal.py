@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chainkit._sqlite_writer import SQLiteWriter
 from chainkit.errors import RunError, UsageError
 
 _SCHEMA = """
@@ -47,15 +48,12 @@ class JournaledRun:
 
 
 class Journal:
-    """Buffered journal writer/reader over one SQLite file."""
+    """Buffered journal writer/reader over one SQLite file. Writes run on a background thread
+    (`chainkit._sqlite_writer`), so a flush never blocks the event loop on another writer's lock."""
 
     def __init__(self, path: str | Path, *, durable_fsync: bool = False) -> None:
         self.path = str(path)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable_fsync else 'NORMAL'}")
-        self._conn.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._writer = SQLiteWriter(self.path, schema=_SCHEMA, synchronous="FULL" if durable_fsync else "NORMAL")
         self._runs: list[tuple[Any, ...]] = []
         self._nodes: list[tuple[str, str, str, float]] = []
         self._ends: list[tuple[str, str | None, float, str]] = []
@@ -72,59 +70,67 @@ class Journal:
     def end_run(self, run_id: str, status: str, error: str | None = None) -> None:
         self._ends.append((status, error, time.time(), run_id))
 
-    def flush(self) -> None:
+    def _take(self) -> Callable[[sqlite3.Connection], None] | None:
+        """Swap the buffers out (on the caller's thread, so no record is lost) into one write job."""
         if not (self._runs or self._nodes or self._ends):
-            return
+            return None
         if self._closed:
             raise UsageError("the journal is closed")
-        with self._lock:
-            runs, nodes, ends = self._runs, self._nodes, self._ends
-            self._runs, self._nodes, self._ends = [], [], []
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if runs:
-                    conn.executemany(
-                        "INSERT INTO chainkit_journal_runs (run_id, graph, process, scope, input, status, started_at)"
-                        " VALUES (?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL,"
-                        " ended_at=NULL",
-                        runs,
-                    )
-                if nodes:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO chainkit_journal_nodes (run_id, path, output, created_at)"
-                        " VALUES (?,?,?,?)",
-                        nodes,
-                    )
-                if ends:
-                    conn.executemany(
-                        "UPDATE chainkit_journal_runs SET status=?, error=?, ended_at=? WHERE run_id=?", ends
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        runs, nodes, ends = self._runs, self._nodes, self._ends
+        self._runs, self._nodes, self._ends = [], [], []
+
+        def write(conn: sqlite3.Connection) -> None:
+            if runs:
+                conn.executemany(
+                    "INSERT INTO chainkit_journal_runs (run_id, graph, process, scope, input, status, started_at)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL,"
+                    " ended_at=NULL",
+                    runs,
+                )
+            if nodes:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO chainkit_journal_nodes (run_id, path, output, created_at) VALUES (?,?,?,?)",
+                    nodes,
+                )
+            if ends:
+                conn.executemany("UPDATE chainkit_journal_runs SET status=?, error=?, ended_at=? WHERE run_id=?", ends)
+
+        return write
+
+    async def aflush(self) -> None:
+        """Write everything recorded so far, durably, without blocking the event loop."""
+        job = self._take()
+        if job is not None:
+            await self._writer.write(job)
+
+    def flush(self) -> None:
+        """Blocking flush, for synchronous callers (close, readers)."""
+        job = self._take()
+        if job is not None:
+            self._writer.submit(job).result()
 
     def close(self) -> None:
         if self._closed:
             return
         self.flush()
         self._closed = True
-        self._conn.close()
+        self._writer.close()
 
     # -- reading -----------------------------------------------------------------------------------
 
     def load(self, run_id: str) -> JournaledRun:
         self.flush()
-        row = self._conn.execute(
-            "SELECT graph, process, scope, input, status, error FROM chainkit_journal_runs WHERE run_id=?",
-            (run_id,),
-        ).fetchone()
+        row, nodes = self._writer.read(
+            lambda conn: (
+                conn.execute(
+                    "SELECT graph, process, scope, input, status, error FROM chainkit_journal_runs WHERE run_id=?",
+                    (run_id,),
+                ).fetchone(),
+                dict(conn.execute("SELECT path, output FROM chainkit_journal_nodes WHERE run_id=?", (run_id,)).fetchall()),
+            )
+        )
         if row is None:
             raise RunError(f"no journaled run {run_id!r} in {self.path}", run_id=run_id)
-        nodes = dict(
-            self._conn.execute("SELECT path, output FROM chainkit_journal_nodes WHERE run_id=?", (run_id,)).fetchall()
-        )
         return JournaledRun(
             run_id=run_id,
             graph=row[0],
@@ -144,4 +150,5 @@ class Journal:
         if status is not None:
             sql += " WHERE status=?"
             args = (status,)
-        return [tuple(r) for r in self._conn.execute(sql + " ORDER BY started_at", args).fetchall()]  # type: ignore[misc]
+        rows = self._writer.read(lambda conn: conn.execute(sql + " ORDER BY started_at", args).fetchall())
+        return [tuple(r) for r in rows]  # type: ignore[misc]
