@@ -4,7 +4,8 @@ A `Process` is a graph plus a `Trigger`:
 
     on_message()                 each incoming message (`App.send`)
     after("interaction")         each successful run of another process
-    every(3, "interaction")      every 3rd successful run of another process (per scope)
+    every(3, "interaction")      every 3rd successful run of another process (per scope, counted in the
+                                 store, so it keeps counting across restarts)
     when("${output.score} < 0.5", after="interaction")
                                  after each run of that process, if the condition holds; the condition
                                  reads ${input.*} / ${output.*} of that run and ${memory.<document>.*}
@@ -134,7 +135,7 @@ class App:
         self.executor: Executor | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._failures: list[BaseException] = []
-        self._counts: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._count_spec: Any = None
         self._conditions: dict[str, Any] = {}
         self._input_maps: dict[str, Any] = {}
         for process in processes:
@@ -329,18 +330,43 @@ class App:
 
     async def _cascade(self, done: Process, graph_input: Any, result: RunResult, scope: Mapping[str, Any],
                        turn: Turn) -> None:
-        scope_key = tuple(sorted((k, str(v)) for k, v in scope.items()))
-        count_key = (done.name, scope_key)
-        self._counts[count_key] = self._counts.get(count_key, 0) + 1
+        count = None
+        if any(p.trigger.on == "every" and p.trigger.process == done.name for p in self.processes.values()):
+            count = await self._count_run(done.name, scope)
         for p in list(self.processes.values()):
             t = p.trigger
             if t.on == "message" or t.process != done.name:
                 continue
-            if t.on == "every" and self._counts[count_key] % (t.k or 1):
+            if t.on == "every" and count is not None and count % (t.k or 1):
                 continue
             if t.on == "when" and not await self._condition(p, graph_input, result.output, scope):
                 continue
             await self._start(p, graph_input, result.output, scope, turn)
+
+    async def _count_run(self, process: str, scope: Mapping[str, Any]) -> int:
+        """Count a successful run of `process` in `scope`, in the store: `every k` triggers keep counting
+        across app restarts and worker processes (a crash between the run's commit and this count can
+        lose one count)."""
+        import json
+
+        from chainkit.memory import Collection
+
+        if self._count_spec is None:
+            from pydantic import create_model
+
+            model = create_model("chainkit_trigger_count", id=(str, ...), count=(int, 0))
+            self._count_spec = Collection("chainkit_trigger_counts", model, scope="global", key="id")
+        counts = self.store.collection(self._count_spec)
+        key = f"{process}|{json.dumps({k: str(v) for k, v in sorted(scope.items())})}"
+        while True:
+            current = await counts.get({}, key)
+            value = (current.value.count if current is not None else 0) + 1
+            try:
+                await counts.put({}, {"id": key, "count": value},
+                                 expected_version=current.version if current is not None else 0)
+                return value
+            except MemoryConflict:
+                continue  # another worker counted at the same time: count again on the fresh value
 
     async def _condition(self, p: Process, event_input: Any, event_output: Any, scope: Mapping[str, Any]) -> bool:
         expr = self._conditions[p.name]

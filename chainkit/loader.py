@@ -263,7 +263,11 @@ def _expand(patterns: list[str], base: Path, folder: str | None, key: str, posit
         pattern_yaml = pattern if pattern.endswith((".yaml", ".yml")) else pattern + ".yaml"
         matches: list[Path] = []
         for root in roots:
-            matches = sorted(p for p in root.glob(pattern_yaml) if p.is_file())
+            try:
+                matches = sorted(p for p in root.glob(pattern_yaml) if p.is_file())
+            except (OSError, ValueError) as exc:  # e.g. a name too long, an absolute or empty pattern
+                raise positions.error(f"{pattern[:80]!r} is not a usable file pattern: {exc}", f"{key}.{index}",
+                                      file) from None
             if matches:
                 break
         if not matches:
@@ -365,8 +369,12 @@ def _relocate(error: DefinitionError, data: dict[str, Any], positions: Positions
 
 def _register_module(module_path: Path, registry: Registry, positions: Positions, file: str, key: str) -> None:
     """Run an app-local Python file and let it register its functions: `register(registry)`."""
-    if not module_path.is_file():
-        raise positions.error(f"no Python file {str(module_path)!r}", key, file)
+    try:
+        found = module_path.is_file()
+    except OSError as exc:
+        raise positions.error(f"not a usable Python file name: {exc.strerror}", key, file) from None
+    if not found:
+        raise positions.error(f"no Python file {str(module_path)[:200]!r}", key, file)
     try:
         module = import_path(module_path)
     except Exception as exc:

@@ -164,7 +164,14 @@ class _Checker:
 
 def compile_graph(graph: Graph, registry: Any, plans: dict[str, Plan], stack: tuple[str, ...] = ()) -> Plan:
     chk = _Checker(graph, registry, plans, stack + (graph.name,))
-    plan = _compile(chk)
+    try:
+        plan = _compile(chk)
+    except (RefSyntaxError, ExprSyntaxError) as exc:
+        # A malformed reference already reported where it was found stops the build later on;
+        # one that was not reported is reported now. Either way: a DefinitionError, never this.
+        plan = None
+        if not chk.errors:
+            chk.error(str(exc))
     if chk.errors:
         if len(chk.errors) == 1:
             raise chk.errors[0]

@@ -65,7 +65,7 @@ def compile_memory_definition(
     if not isinstance(name, str) or not name:
         raise ctx.error("'name' is required and must be a string", "name")
     kind = data.get("kind")
-    if kind not in _DEFAULT_SCOPE:
+    if not isinstance(kind, str) or kind not in _DEFAULT_SCOPE:
         raise ctx.error(f"'kind' must be document, log or collection, got {kind!r}", "kind")
     version = data.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
