@@ -34,6 +34,8 @@ MATERIAL_CHARS = 300
 REMEDIATE_AFTER_WRONG = 2
 _QUIZ_WORDS = re.compile(r"\b(quiz|test me|question for me|ask me|exercise|practice)\b", re.I)
 
+_GO_ON = frozenset({"continue", "next", "go on", "more", "ok", "okay", "yes", "go ahead", "more please"})
+
 REDIRECTS = {
     "en": "Let's stay with our course. Ask me about {section}, or say 'continue'.",
     "fr": "Restons sur notre cours. Pose-moi une question sur {section}, ou dis « continue ».",
@@ -100,6 +102,7 @@ class TurnContext(BaseModel):
     instruction: bool
     keyed_answer: bool
     asks_for_quiz: bool
+    attempt_like: bool
     skip_classify: bool
     section_wrong: dict[str, int]
     section_met: list[str]
@@ -201,6 +204,7 @@ def prepare_turn(
         instruction=instruction,
         keyed_answer=keyed,
         asks_for_quiz=bool(_QUIZ_WORDS.search(message)),
+        attempt_like=normalize_text(message) not in _GO_ON and not _QUIZ_WORDS.search(message),
         skip_classify=instruction or keyed or finished or not onboarded,
         section_wrong=wrong,
         section_met=sorted(met & set(objective_ids)),
@@ -236,8 +240,10 @@ def route_turn(context: TurnContext, intent: str = "", phase: str = "teaching", 
     if context.finished:
         return Route(intent=intent or "continue", action="finished")
     intent = intent or "continue"
-    if context.quiz_pending and intent == "quiz_answer":
-        return Route(intent=intent, action="grade_rubric" if context.quiz_kind == "short" else "grade_key")
+    if context.quiz_pending and (intent == "quiz_answer" or (context.attempt_like and intent in ("continue", "preference"))):
+        # A small classifier often calls an answer "continue": while a quiz waits, a message that is not
+        # a question, a request or a plain "go on" is read as the attempt.
+        return Route(intent="quiz_answer", action="grade_rubric" if context.quiz_kind == "short" else "grade_key")
     if intent == "quiz_answer":
         intent = "continue"  # nothing to answer: treat as wanting the next step
     if intent == "off_topic":
