@@ -187,7 +187,7 @@ async def test_a_whole_short_course_on_scripted_answers(tmp_path: Path) -> None:
     assert script.left() == {}
 
     stats = usage_stats(db, user="ada")
-    assert stats["calls_per_tool"]["classify_message"] == 8 and stats["calls_per_tool"]["make_quiz"] == 3
+    assert stats["calls_per_tool"]["classify_message"] == 7 and stats["calls_per_tool"]["make_quiz"] == 3
     assert stats["reflections"] == 3 and stats["plan_edits_by_kind"] == {"remediate": 1}
     assert stats["answers_graded"] == 3 and stats["answers_correct"] == 1 and stats["leaks_blocked"] == 1
     assert stats["intents"]["off_topic"] == 2

@@ -20,6 +20,7 @@ MEMORIES_DIR = ROOT / "memories" / "tutor"
 TOOL_NAMES = (
     "plan_course", "adjust_plan", "classify_message", "teach", "answer_question", "make_quiz",
     "grade_answer", "summarize_dialogue", "update_profile", "judge_progress", "course_report",
+    "single_prompt_tutor",  # the baseline of the ablation study, not part of the tutor's chains
 )
 MEMORY_NAMES = ("course_plan", "progress", "learner_profile", "dialogue", "quiz_records", "materials", "review_cards")
 

@@ -296,14 +296,15 @@ def quiz_display(item: Mapping[str, Any]) -> str:
     return text
 
 
-def quiz_item_from_tool(output: Mapping[str, Any], context: TurnContext, *, at: str) -> tuple[dict[str, Any] | None, list[str]]:
+def quiz_item_from_tool(output: Mapping[str, Any], context: TurnContext, *, at: str, turn: int = 0
+                        ) -> tuple[dict[str, Any] | None, list[str]]:
     """A `progress.pending_quiz` item from a `make_quiz` output, or (None, problems). A multiple-choice
     item whose key is not among its options becomes a numeric or short item when that still makes a
     fair question (the key is kept; only the options go)."""
     options = [str(o).strip() for o in output.get("options") or [] if str(o).strip()]
     answer = str(output.get("answer") or "").strip()
     base = {
-        "item_id": f"g-{context.focus_objective}-{at}",
+        "item_id": f"g{turn}-{context.focus_objective}",  # the turn number makes it unique per learner
         "objective": context.focus_objective,
         "question": str(output.get("question") or "").strip(),
         "answer": answer,
@@ -387,7 +388,8 @@ def finish_turn(
         reply = out["reply"]
         cited = [c for c in out.get("cited") or [] if c in context.material_ids]
     elif action == "quiz" and quiz is not None:
-        item, quiz_rejected = quiz_item_from_tool(data_of(quiz), context, at=at)
+        item, quiz_rejected = quiz_item_from_tool(data_of(quiz), context, at=at,
+                                                  turn=int(progress_d.get("total_turns") or 0) + 1)
         if item is None:
             action = "quiz_failed"
             reply = "I could not write a fair quiz question this time; let's keep going. Say 'continue'."
@@ -418,7 +420,7 @@ def finish_turn(
         if graded:
             reply = feedback
             record = {
-                "id": f"{pending['item_id']}-{at}", "item_id": pending["item_id"], "objective": pending["objective"],
+                "id": pending["item_id"], "item_id": pending["item_id"], "objective": pending["objective"],
                 "section": context.section_id, "kind": pending["kind"], "question": pending["question"],
                 "answer": message, "correct": bool(correct), "score": score, "feedback": feedback,
                 "misconception": misconception, "graded_by": "key" if action == "grade_key" else "rubric",
