@@ -185,8 +185,8 @@ def graph(app_file: Path) -> None:
 def trace(run_id: str | None, app_file: Path | None, store: str | None, limit: int, as_json: bool) -> None:
     """Show traced runs: without RUN_ID a list of recent runs; with it, the run as a tree of nodes,
     timings, tokens, prompts and answers, and memory writes."""
-    from chainkit._trace_view import render_run, render_runs
     from chainkit._trace_store import list_runs, run_tree
+    from chainkit._trace_view import render_run, render_runs
 
     path = _store_path(app_file, store)
     if run_id is None:

@@ -34,8 +34,8 @@ from chainkit.app import App, Process, Trigger
 from chainkit.errors import DefinitionError
 from chainkit.graph import Graph, Registry, Source
 from chainkit.memory import MemorySpec
-from chainkit.memory._spec import NAMED_SCOPES
 from chainkit.memory._definition import compile_memory_definition
+from chainkit.memory._spec import NAMED_SCOPES
 from chainkit.tools import Tool, ToolSpec
 
 MEMORY_KINDS = ("document", "log", "collection")

@@ -35,7 +35,7 @@ from chainkit.errors import BudgetExceeded, DefinitionError, ToolError, ToolOutp
 from chainkit.prompts import Template, build_messages
 from chainkit.tokens import count_messages, counter_for, fit_by_trimming
 
-O = TypeVar("O")
+OutputT = TypeVar("OutputT")
 
 # How much of a failed answer is quoted back in a re-ask: enough to fix it, bounded so a runaway answer
 # cannot blow up the next prompt.
@@ -53,11 +53,12 @@ class Attempt:
     usage: Usage
     latency_s: float
     error: str | None = None  # why the answer was rejected; None when it was accepted
+    constrained: bool = False  # the backend enforced the output schema while decoding
 
 
 @dataclass(slots=True)
-class ToolResult(Generic[O]):
-    output: O
+class ToolResult(Generic[OutputT]):
+    output: OutputT
     tool: str
     model: str
     attempts: list[Attempt]
@@ -121,7 +122,7 @@ class ToolSpec(BaseModel):
         return self
 
 
-class Tool(Generic[O]):
+class Tool(Generic[OutputT]):
     """A callable tool. `await tool(input)` -> `ToolResult`; `tool.run_sync(input)` from scripts."""
 
     def __init__(self, spec: ToolSpec, *, backend: Backend | str | None = None) -> None:
@@ -149,8 +150,8 @@ class Tool(Generic[O]):
 
     # -- calling -------------------------------------------------------------------------------------
 
-    async def __call__(self, input: BaseModel | Mapping[str, Any] | None = None, /, **kwargs: Any) -> ToolResult[O]:
-        result: ToolResult[O] | None = None
+    async def __call__(self, input: BaseModel | Mapping[str, Any] | None = None, /, **kwargs: Any) -> ToolResult[OutputT]:
+        result: ToolResult[OutputT] | None = None
         async for item in self._run(input, kwargs, streaming=False):
             result = item  # type: ignore[assignment]
         assert result is not None
@@ -158,7 +159,7 @@ class Tool(Generic[O]):
 
     async def stream(
         self, input: BaseModel | Mapping[str, Any] | None = None, /, **kwargs: Any
-    ) -> AsyncIterator[str | ToolResult[O]]:
+    ) -> AsyncIterator[str | ToolResult[OutputT]]:
         """Yield text deltas of the first attempt as they arrive, then the `ToolResult`.
 
         For structured tools the deltas are the raw JSON text; a re-ask (if the first answer fails
@@ -167,7 +168,7 @@ class Tool(Generic[O]):
         async for item in self._run(input, kwargs, streaming=True):
             yield item
 
-    def run_sync(self, input: BaseModel | Mapping[str, Any] | None = None, /, **kwargs: Any) -> ToolResult[O]:
+    def run_sync(self, input: BaseModel | Mapping[str, Any] | None = None, /, **kwargs: Any) -> ToolResult[OutputT]:
         from chainkit._sync import run_sync
 
         return run_sync(self(input, **kwargs))
@@ -228,7 +229,7 @@ class Tool(Generic[O]):
 
     async def _run(
         self, input: BaseModel | Mapping[str, Any] | None, kwargs: Mapping[str, Any], *, streaming: bool
-    ) -> AsyncIterator[str | ToolResult[O]]:
+    ) -> AsyncIterator[str | ToolResult[OutputT]]:
         spec = self.spec
         started = time.perf_counter()
         data = self.validate_input(input, kwargs)
@@ -268,7 +269,8 @@ class Tool(Generic[O]):
                     completion = await backend.complete(request)
             latency = time.perf_counter() - call_started
             usage = usage + completion.usage
-            attempt = Attempt(number, conversation, completion.text, completion.usage, latency)
+            attempt = Attempt(number, conversation, completion.text, completion.usage, latency,
+                              constrained=completion.constrained)
             attempts.append(attempt)
             try:
                 output = self._parse(completion.text)
@@ -308,11 +310,13 @@ class Tool(Generic[O]):
         try:
             data = json.loads(extract_json(text), strict=False)  # strict=False: raw newlines in strings
         except json.JSONDecodeError as exc:
-            raise _Rejected(f"the answer is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+            raise _Rejected(
+                f"the answer is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
         try:
             return output.model_validate(data)
         except ValidationError as exc:
-            raise _Rejected(_validation_text(exc))
+            raise _Rejected(_validation_text(exc)) from None
 
     def _trace(self, attempt: Attempt, completion: Completion, backend: Backend) -> None:
         if not tracing.tracing_enabled():

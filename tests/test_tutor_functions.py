@@ -603,6 +603,7 @@ async def test_tools_render_and_answer_on_the_fake_backend(course):
         "update_profile": {"profile": "Level: beginner.", "quiz_results": ["s3.o2 wrong: 2/5"]},
         "judge_progress": {"section": section.title, "objectives": ["s3.o1: x"], "quiz_results": []},
         "course_report": {"title": "Fractions", "facts": ["4 answers, 3 correct"]},
+        "single_prompt_tutor": {"course": "Course: Fractions.", "message": "hi", "recent": ["tutor: hello"]},
     }
     backend = FakeBackend()
     with block_model_requests():

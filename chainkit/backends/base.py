@@ -148,7 +148,7 @@ class Backend(abc.ABC):
             yield completion.text
         yield completion
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
         """Release connections or models. Safe to call twice."""
 
     def __repr__(self) -> str:
