@@ -23,9 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from chainkit._fieldtypes import Locate, _Context, compile_fields, compile_json_schema
+from chainkit._yaml import load_yaml
 from chainkit.errors import DefinitionError
 from chainkit.memory._spec import MemorySpec, Migration, scope_names
 
@@ -139,18 +138,9 @@ def load_memory_file(
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise DefinitionError(f"cannot read memory definition: {exc.strerror or exc}", file=file) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DefinitionError(
-            f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-        ) from exc
+    data, positions = load_yaml(text, file)  # syntax errors and duplicate keys come back located
     return compile_memory_definition(
-        data if data is not None else {}, source=file, locate=locate, migrations=migrations
+        data if data is not None else {}, source=file, locate=locate or positions, migrations=migrations
     )
 
 
