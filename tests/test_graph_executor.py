@@ -457,3 +457,35 @@ def test_sync_facade_runs_outside_a_loop() -> None:
     reg = registry()
     reg.add_graph(Graph(name="g", input="In", nodes=[FunctionNode(name="a", function="adouble", inputs={"x": "${input.n}"})]))
     assert Executor(reg).run_sync("g", {"n": 4}).outputs["a"] == 8
+
+
+async def test_blocking_functions_run_off_the_event_loop(store) -> None:
+    import threading
+    import time
+
+    reg = registry()
+    loop_thread = threading.get_ident()
+    seen: dict[str, int] = {}
+
+    @reg.function(blocking=True)
+    def slow_io(x: int) -> int:
+        seen["thread"] = threading.get_ident()
+        time.sleep(0.2)  # a blocking call: must not stall the loop
+        return x
+
+    reg.add_graph(Graph(name="g", input="In", nodes=[
+        FunctionNode(name="s", function="slow_io", inputs={"x": "${input.n}"}, timeout_s=5),
+    ], output="${nodes.s.output}"))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.ensure_future(ticker())
+    result = await Executor(reg, store=store).run("g", {"n": 3}, scope={"user": "u"})
+    ticking.cancel()
+    assert result.output == 3 and seen["thread"] != loop_thread
+    assert ticks >= 5  # the loop kept running while the function slept

@@ -535,7 +535,11 @@ class _Frame:
         if kind == "function":
             fn = node.function
             model = fn.input_model.model_validate(inputs)
-            out = fn.fn(model) if fn.takes_model else fn.fn(**model.__dict__)
+            if fn.blocking:  # off the loop: other nodes and processes keep running, timeouts apply
+                out = await asyncio.to_thread(fn.fn, model) if fn.takes_model else await asyncio.to_thread(
+                    fn.fn, **model.__dict__)
+            else:
+                out = fn.fn(model) if fn.takes_model else fn.fn(**model.__dict__)
             if fn.is_async:
                 out = await out
             return node.output_adapter.validate_python(out)

@@ -21,7 +21,8 @@ from chainkit.graph._spec import Graph
 @dataclass(slots=True)
 class FunctionInfo:
     """A registered Python function. With `input_model` the function receives one model instance;
-    otherwise its parameters (type hints) form the input model and it is called with keywords."""
+    otherwise its parameters (type hints) form the input model and it is called with keywords.
+    A `blocking` function (file or network I/O, heavy CPU) runs in a worker thread, never on the loop."""
 
     name: str
     fn: Callable[..., Any]
@@ -30,10 +31,12 @@ class FunctionInfo:
     output_type: Any
     takes_model: bool
     output_adapter: TypeAdapter[Any]
+    blocking: bool = False
 
 
 def _function_info(
-    name: str, fn: Callable[..., Any], input_model: type[BaseModel] | None, output_model: Any
+    name: str, fn: Callable[..., Any], input_model: type[BaseModel] | None, output_model: Any,
+    blocking: bool = False,
 ) -> FunctionInfo:
     if not callable(fn):
         raise DefinitionError(f"function {name!r} is not callable", path=f"functions.{name}")
@@ -64,6 +67,7 @@ def _function_info(
         output_type=output_type,
         takes_model=takes_model,
         output_adapter=TypeAdapter(output_type),
+        blocking=blocking,
     )
 
 
@@ -95,8 +99,10 @@ class Registry:
         fn: Callable[..., Any],
         input_model: type[BaseModel] | None = None,
         output_model: Any = None,
+        *,
+        blocking: bool = False,
     ) -> Callable[..., Any]:
-        self.functions[name] = _function_info(name, fn, input_model, output_model)
+        self.functions[name] = _function_info(name, fn, input_model, output_model, blocking)
         self._changed()
         return fn
 
@@ -107,11 +113,12 @@ class Registry:
         name: str | None = None,
         input_model: type[BaseModel] | None = None,
         output_model: Any = None,
+        blocking: bool = False,
     ) -> Any:
-        """Decorator: `@registry.function` or `@registry.function(name="x")`."""
+        """Decorator: `@registry.function` or `@registry.function(name="x", blocking=True)`."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register_function(name or f.__name__, f, input_model, output_model)
+            return self.register_function(name or f.__name__, f, input_model, output_model, blocking=blocking)
 
         return register(fn) if fn is not None else register
 

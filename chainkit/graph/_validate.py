@@ -470,6 +470,7 @@ def _compile(chk: _Checker) -> Plan | None:
             node.kind == "function"
             and fn is not None
             and not fn.is_async
+            and not fn.blocking
             and node.timeout_s is None
             and node.retry is None
             and node.loop is None
