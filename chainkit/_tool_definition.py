@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainkit._fieldtypes import Locate, compile_fields, compile_json_schema, model_name_for
-from chainkit.backends.base import ModelSettings
+from chainkit.backends.base import SETTING_NAMES, ModelSettings
 from chainkit.tools import ToolSpec
 
 
@@ -44,6 +44,9 @@ class SettingsDefinition(_Strict):
     stop: list[str] | None = None
     seed: int | None = None
     top_p: float | None = Field(None, gt=0, le=1)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    extra: dict[str, Any] | None = Field(None, description="Server-specific request fields, passed through.")
 
 
 class SchemaDefinition(_Strict):
@@ -126,9 +129,7 @@ def tool_definition_from_spec(spec: ToolSpec) -> dict[str, Any]:
     prompt = {"system": spec.system} if spec.system else {}
     data["prompt"] = prompt | {"user": spec.user}
     settings = {
-        name: getattr(spec.settings, name)
-        for name in ("temperature", "max_tokens", "stop", "seed", "top_p")
-        if getattr(spec.settings, name) is not None
+        name: getattr(spec.settings, name) for name in SETTING_NAMES if getattr(spec.settings, name) is not None
     }
     if settings:
         data["settings"] = settings
@@ -151,7 +152,7 @@ def tool_fingerprint(spec: ToolSpec) -> dict[str, Any]:
         "output": spec.output.model_json_schema() if spec.output is not None else None,
         "system": spec.system,
         "user": spec.user,
-        "settings": [getattr(spec.settings, n) for n in ("temperature", "max_tokens", "stop", "seed", "top_p")],
+        "settings": [getattr(spec.settings, n) for n in SETTING_NAMES],
         "model": spec.model,
         "max_attempts": spec.max_attempts,
         "reask_token_budget": spec.reask_token_budget,

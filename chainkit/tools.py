@@ -10,6 +10,7 @@ retried inside the backend and are never shown to the model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -54,6 +55,7 @@ class Attempt:
     latency_s: float
     error: str | None = None  # why the answer was rejected; None when it was accepted
     constrained: bool = False  # the backend enforced the output schema while decoding
+    finish_reason: str | None = None  # "length" means the answer ran out of max_tokens
 
 
 @dataclass(slots=True)
@@ -270,7 +272,7 @@ class Tool(Generic[OutputT]):
             latency = time.perf_counter() - call_started
             usage = usage + completion.usage
             attempt = Attempt(number, conversation, completion.text, completion.usage, latency,
-                              constrained=completion.constrained)
+                              constrained=completion.constrained, finish_reason=completion.finish_reason)
             attempts.append(attempt)
             try:
                 output = self._parse(completion.text)
@@ -291,7 +293,14 @@ class Tool(Generic[OutputT]):
                 return
             if spec.reask_token_budget is not None and usage.total_tokens >= spec.reask_token_budget:
                 break
-            conversation = [*messages, *_reask_messages(completion.text, attempt.error)]
+            if completion.finish_reason == "length":
+                # The answer ran out of max_tokens (typically a small model looping inside a string).
+                # Quoting it back would only cost tokens; ask afresh for a shorter answer, sampled
+                # differently so the same loop is not decoded again.
+                settings = _resampled(settings, number)
+                conversation = _asking_for_brevity(messages)
+            else:
+                conversation = [*messages, *_reask_messages(completion.text, attempt.error)]
 
         last_error = attempts[-1].error
         reason = (
@@ -370,6 +379,24 @@ def _validation_text(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "(root)"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+_TRUNCATED_NOTE = "(Your previous answer was too long and was cut off. Keep every field brief this time.)"
+
+
+def _asking_for_brevity(messages: list[Message]) -> list[Message]:
+    last = messages[-1]
+    return [*messages[:-1], {**last, "content": f"{last['content']}\n\n{_TRUNCATED_NOTE}"}]
+
+
+def _resampled(settings: ModelSettings, attempt: int) -> ModelSettings:
+    """Different sampling for a retry: another seed, a little more temperature."""
+    temperature = settings.temperature if settings.temperature is not None else 0.7
+    return dataclasses.replace(
+        settings,
+        seed=(settings.seed or 0) + 1009 * attempt,
+        temperature=round(min(1.0, temperature + 0.3), 3),
+    )
 
 
 def _reask_messages(answer: str, error: str) -> list[Message]:

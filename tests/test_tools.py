@@ -289,3 +289,23 @@ def test_extract_json(text, expected):
 def test_token_counting_is_offline():
     with block_network():
         assert count_tokens("hello world") == 2
+
+
+async def test_a_truncated_answer_is_asked_afresh_with_different_sampling():
+    cut = Completion(text='{"score": 1, "feedback": "' + "ha" * 60, usage=Usage(10, 128), finish_reason="length")
+    backend = FakeBackend([cut, '{"score": 2, "feedback": "brief"}'], json_schema=True)
+    spec = grade_spec(settings=ModelSettings(temperature=0.2, max_tokens=128, seed=5))
+    result = await Tool(spec, backend=backend)(question="q", answer="a")
+    assert result.output.feedback == "brief"
+    first, second = backend.requests
+    assert result.attempts[0].finish_reason == "length"
+    assert "haha" not in json.dumps(second.messages)  # the runaway answer is not quoted back
+    assert "cut off" in second.messages[-1]["content"] and len(second.messages) == len(first.messages)
+    assert (second.settings.seed, second.settings.temperature) == (5 + 1009, 0.5)
+    assert second.settings.max_tokens == 128
+
+
+def test_penalties_and_extra_fields_reach_the_request_body():
+    settings = ModelSettings(temperature=0.1, frequency_penalty=0.4, extra={"repeat_penalty": 1.1, "temperature": 9})
+    body = settings.apply_to({"model": "m"})
+    assert body == {"model": "m", "temperature": 0.1, "frequency_penalty": 0.4, "repeat_penalty": 1.1}

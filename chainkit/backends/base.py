@@ -28,6 +28,12 @@ class ModelSettings:
     stop: list[str] | None = None
     seed: int | None = None
     top_p: float | None = None
+    # OpenAI-style penalties against repetition (llama.cpp, vLLM and Ollama accept them too).
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # Server-specific body fields passed through as they are, e.g. {"repeat_penalty": 1.1} for
+    # llama.cpp or {"min_p": 0.05} for vLLM. Keys chainkit sets itself are not overridden.
+    extra: dict[str, Any] | None = None
 
     def merged(self, override: ModelSettings | None) -> ModelSettings:
         if override is None:
@@ -35,9 +41,26 @@ class ModelSettings:
         return ModelSettings(
             **{
                 name: getattr(override, name) if getattr(override, name) is not None else getattr(self, name)
-                for name in ("temperature", "max_tokens", "stop", "seed", "top_p")
+                for name in SETTING_NAMES
             }
         )
+
+    def apply_to(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Add the sampling fields that are set to an OpenAI-style request body."""
+        for name in ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if value is not None:
+                payload[name] = value
+        if self.stop:
+            payload["stop"] = list(self.stop)
+        for key, value in (self.extra or {}).items():
+            payload.setdefault(key, value)
+        return payload
+
+
+SETTING_NAMES = (
+    "temperature", "max_tokens", "stop", "seed", "top_p", "frequency_penalty", "presence_penalty", "extra"
+)
 
 
 @dataclass(slots=True)

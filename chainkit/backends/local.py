@@ -444,14 +444,6 @@ class LocalBackend(Backend):
             "stream_options": {"include_usage": True},
             "max_tokens": settings.max_tokens if settings.max_tokens is not None else self.default_max_tokens,
         }
-        if settings.temperature is not None:
-            payload["temperature"] = settings.temperature
-        if settings.top_p is not None:
-            payload["top_p"] = settings.top_p
-        if settings.seed is not None:
-            payload["seed"] = settings.seed
-        if settings.stop:
-            payload["stop"] = list(settings.stop)
         if request.json_schema is not None:
             payload["response_format"] = {
                 "type": "json_schema",
@@ -460,7 +452,7 @@ class LocalBackend(Backend):
         if request.top_logprobs is not None:
             payload["logprobs"] = True
             payload["top_logprobs"] = request.top_logprobs
-        return payload
+        return settings.apply_to(payload)
 
     async def complete(self, request: CompletionRequest) -> Completion:
         completion: Completion | None = None

@@ -342,17 +342,9 @@ class OpenAICompatibleBackend(Backend):
             messages = _with_schema_instruction(messages, request.json_schema)
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         settings = request.settings
-        if settings.temperature is not None:
-            payload["temperature"] = settings.temperature
         if settings.max_tokens is not None:
             # `max_tokens` rather than `max_completion_tokens`: every compatible server accepts it.
             payload["max_tokens"] = settings.max_tokens
-        if settings.stop:
-            payload["stop"] = list(settings.stop)
-        if settings.seed is not None:
-            payload["seed"] = settings.seed
-        if settings.top_p is not None:
-            payload["top_p"] = settings.top_p
         if request.top_logprobs:
             payload["logprobs"] = True
             payload["top_logprobs"] = request.top_logprobs
@@ -371,7 +363,7 @@ class OpenAICompatibleBackend(Backend):
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
-        return payload
+        return settings.apply_to(payload)
 
     def _mode_for(self, request: CompletionRequest) -> str | None:
         return self._mode if request.json_schema is not None else None
