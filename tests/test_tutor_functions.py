@@ -343,7 +343,8 @@ def test_profile_delta(memories):
     change = apply_profile_delta(profile, delta)
     new = change.profile
     assert new["level"] == "intermediate"  # one step at a time
-    assert new["preferences"] == {"pace": "slow", "depth": "standard", "examples": "some", "language": "pt"}
+    assert new["preferences"] == {"pace": "slow", "depth": "standard", "examples": "some", "language": "pt",
+                                  "stated": []}  # reflection set pace: it is not the learner's own
     assert new["strengths"] == ["same-denominator sums"]
     assert new["misconceptions"] == [{"concept": "adds denominators", "evidence": "answered 2/5 for 1/2 + 1/3", "resolved": False}]
     ignored = " | ".join(change.ignored)
@@ -654,3 +655,17 @@ def test_learner_text_never_raises(text):
     assert isinstance(answer_leaks(text, MC_QUIZ), bool)
     assert isinstance(answer_leaks(text, {"kind": "expression", "question": "q", "answer": "2x+2"}), bool)
     assert isinstance(looks_like_instruction(text), bool)
+
+
+def test_reflection_never_overrides_a_preference_the_learner_stated():
+    from examples.tutor.profile import apply_profile_delta, new_profile
+
+    profile = new_profile("ann", examples="many", stated=["examples"])
+    change = apply_profile_delta(profile, {"examples": "few", "pace": "slow"}, source="reflection")
+    assert change.profile["preferences"]["examples"] == "many"
+    assert change.profile["preferences"]["pace"] == "slow"  # not stated: reflection may set it
+    assert any("only the learner" in reason for reason in change.ignored)
+    mine = apply_profile_delta(change.profile, {"pace": "fast"}, source="learner")
+    assert mine.profile["preferences"]["pace"] == "fast" and "pace" in mine.profile["preferences"]["stated"]
+    again = apply_profile_delta(mine.profile, {"pace": "slow"}, source="reflection")
+    assert again.profile["preferences"]["pace"] == "fast"

@@ -161,8 +161,8 @@ async def _onboard(tutor: Tutor, talk: Conversation, name: str, args: argparse.N
         language = "en"
     onboarding = Onboarding(topic=answers["topic"] or "", goal=answers["goal"] or "",
                             background=answers["background"] or "", language=language,
-                            level=preferences.get("level", "beginner"), pace=preferences.get("pace", "normal"),
-                            depth=preferences.get("depth", "standard"), examples=preferences.get("examples", "some"))
+                            level=preferences.get("level", "beginner"), pace=preferences.get("pace", ""),
+                            depth=preferences.get("depth", ""), examples=preferences.get("examples", ""))
     with talk.working("Planning your course..."):
         await tutor.start(name, onboarding)
     plan = await tutor.plan(name)

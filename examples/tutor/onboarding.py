@@ -56,6 +56,8 @@ def start_course(
         pace=pace if pace in PREFERENCE_VALUES["pace"] else "normal",
         depth=depth if depth in PREFERENCE_VALUES["depth"] else "standard",
         examples=examples if examples in PREFERENCE_VALUES["examples"] else "some",
+        stated=[key for key, value in (("pace", pace), ("depth", depth), ("examples", examples))
+                if value in PREFERENCE_VALUES[key]],
     )
     progress = {"phase": "teaching", "current_section": plan["sections"][0]["id"], "turns_in_section": 0,
                 "total_turns": 0, "turns_since_reflection": 0, "objectives_met": [], "pending_quiz": None,

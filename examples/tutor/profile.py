@@ -43,7 +43,9 @@ def _data(value: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
 def new_profile(
     name: str, *, background: str = "", level: str = "beginner", goals: list[str] | None = None,
     language: str = "en", pace: str = "normal", depth: str = "standard", examples: str = "some",
+    stated: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
+    """A fresh profile. `stated` names the preferences the learner gave (reflection leaves those alone)."""
     if level not in LEVELS:
         raise UsageError(f"new_profile: level must be one of {', '.join(LEVELS)}, not {level!r}")
     preferences = {"pace": pace, "depth": depth, "examples": examples}
@@ -54,7 +56,8 @@ def new_profile(
         raise UsageError(f"new_profile: language must be a language code such as 'en' or 'pt-BR', not {language!r}")
     return {
         "name": name, "background": background, "level": level, "goals": list(goals or []),
-        "preferences": {**preferences, "language": language},
+        "preferences": {**preferences, "language": language,
+                        "stated": sorted(k for k in stated if k in PREFERENCE_VALUES)},
         "strengths": [], "misconceptions": [],
     }
 
@@ -108,11 +111,16 @@ def apply_profile_delta(
         value = d.get(key)
         if value is None:
             continue
+        stated = preferences.setdefault("stated", [])
         if value not in allowed:
             result.ignored.append(f"{key} {value!r} is not one of {', '.join(allowed)}")
+        elif source != "learner" and key in stated:
+            result.ignored.append(f"{key} was set by the learner; only the learner changes it")
         elif preferences.get(key) != value:
             result.changes.append(f"{key}: {preferences.get(key)} -> {value}")
             preferences[key] = value
+        if source == "learner" and value in allowed and key not in stated:
+            stated.append(key)
 
     language = d.get("language")
     if language:

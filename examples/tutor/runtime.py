@@ -40,9 +40,10 @@ class Onboarding:
     background: str = ""
     level: str = "beginner"
     language: str = "en"
-    pace: str = "normal"
-    depth: str = "standard"
-    examples: str = "some"
+    # "" = not stated: the default applies and reflection may adjust it; a stated value is the learner's own.
+    pace: str = ""
+    depth: str = ""
+    examples: str = ""
     max_sections: int = 3
 
 
