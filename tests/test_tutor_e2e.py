@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from chainkit.backends.fake import FakeBackend
+from chainkit.backends.fake import FakeBackend, example_from_schema
 from chainkit.cli import main as chainkit_main
 from examples.tutor.definitions import tool_specs
 from examples.tutor.fixtures import load_course
@@ -297,3 +297,29 @@ async def test_embedded_model_course(tmp_path: Path) -> None:
         assert last == ("succeeded",), process
     assert checked >= 6
     print(f"embedded course: {elapsed:.0f} s, {checked} structured outputs validated, stats {usage_stats(db)}")
+
+
+async def test_a_requested_quiz_reviews_a_due_objective_first(tmp_path: Path) -> None:
+    """Spaced review: when FSRS says an objective is due, "quiz me" quizzes that objective."""
+    import datetime as dt
+
+    from examples.tutor.review import new_card
+
+    backend = FakeBackend({"plan_course": [COURSE.outline()], "classify_message": lambda r: classify("continue"),
+                           "make_quiz": lambda r: example_from_schema(r.json_schema)})  # any valid quiz
+    async with Tutor(store=tmp_path / "r.db", model=backend, every_k=100) as tutor:
+        await tutor.start("cy", Onboarding(topic="Fractions", goal="add fractions"))
+        plan = await tutor.plan("cy")
+        target = plan["sections"][-1]["objectives"][0]  # not the current section's objective
+        card = new_card(target["id"], section=plan["sections"][-1]["id"], now=dt.datetime.now(dt.UTC))
+        card |= {"reviews": 2, "due": (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat(),
+                 "stability": 1.0, "difficulty": 5.0,
+                 "last_review": (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat()}
+        cards = tutor.app.store.collection(tutor.app.registry.memories["review_cards"])
+        await cards.put(tutor.scope("cy"), card)
+        await tutor.say("cy", "quiz me")
+        await tutor.drain()
+    asked = [r for r in backend.requests if r.tool == "make_quiz"]
+    assert asked and target["text"] in json.dumps(asked[0].messages)
+    current = plan["sections"][0]["objectives"][0]["text"]
+    assert current != target["text"] and current not in json.dumps(asked[0].messages)

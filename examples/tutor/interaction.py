@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from .grading import DETERMINISTIC_KINDS, grade_item, normalize_text, parse_number
 from .profile import open_misconceptions, profile_brief
 from .quiz_checks import check_quiz_item
-from .review import new_card, review_card
+from .review import due_reviews, new_card, review_card
 from .safety import answer_leaks, looks_like_instruction
 from .triggers import DEFAULT_EVERY_K_TURNS, reflection_due
 
@@ -85,6 +85,7 @@ class TurnContext(BaseModel):
     depth: str
     focus_objective: str
     focus_text: str
+    review_objective: str = ""  # set when a requested quiz reviews a due objective (spaced review)
     profile: str
     language: str
     recent: list[str]
@@ -133,6 +134,7 @@ def prepare_turn(
     recent: list[Any],
     materials: list[Any],
     records: list[Any],
+    cards: list[Any] | None = None,
 ) -> TurnContext:
     plan_d, progress_d, profile_d = data_of(plan), data_of(progress) or {}, data_of(profile)
     entries = [data_of(e) for e in recent or []]
@@ -169,6 +171,13 @@ def prepare_turn(
     focus_text = next((o.split(": ", 1)[1] for o in objectives if o.startswith(f"{focus}: ")), title)
     pending = progress_d.get("pending_quiz")
     quiz_pending = bool(pending) and int(pending.get("attempts") or 0) == 0
+    review = ""
+    if structured and cards and not pending and _QUIZ_WORDS.search(message):
+        # Spaced review: a requested quiz goes to the least-retained objective that FSRS says is due.
+        due = due_reviews([data_of(c) for c in cards], now=dt.datetime.now(dt.UTC), limit=1)
+        texts = {o["id"]: o["text"] for s in (plan_d or {}).get("sections") or [] for o in s.get("objectives") or []}
+        if due and due[0] in texts:
+            review, focus, focus_text = due[0], due[0], texts[due[0]]
     instruction = looks_like_instruction(message)
     keyed = False
     if quiz_pending and pending.get("kind") in DETERMINISTIC_KINDS and not instruction:
@@ -187,6 +196,7 @@ def prepare_turn(
         depth=depth if depth in ("overview", "standard", "deep") else "standard",
         focus_objective=focus,
         focus_text=focus_text or title,
+        review_objective=review,
         profile=brief,
         language=language,
         recent=lines,
