@@ -21,15 +21,18 @@ from pydantic import BaseModel
 
 #: Budget when the tool sets no max_tokens (the local backend's default answer length).
 DEFAULT_MAX_TOKENS = 512
-#: Characters per token assumed when turning the token budget into string lengths. English averages
-#: about 4 with BPE vocabularies; 3 leaves room for numbers, names and punctuation.
-CHARS_PER_TOKEN = 3
+#: Characters per token assumed when turning the token budget into string lengths. English prose
+#: averages about 4 with BPE vocabularies, but a looping small model writes "1.1.1.1..." or runs of
+#: punctuation at one token per character; only the worst case guarantees that a maximal answer
+#: closes its JSON before `max_tokens` (measured: a 3-characters-per-token bound let SmolLM2 fill a
+#: list of ids with "1.1.1..." past 800 tokens).
+CHARS_PER_TOKEN = 1
 #: Tokens of JSON syntax per field (quotes, key, colon, comma), reserved before strings get the rest.
 TOKENS_PER_FIELD = 6
 #: Lists without a declared maximum get this many items at most.
 DEFAULT_MAX_ITEMS = 8
 #: Bounds on the derived string length.
-MIN_STRING_LENGTH = 16
+MIN_STRING_LENGTH = 8
 MAX_STRING_LENGTH = 2000
 #: Integer ranges with at most this many values become an `enum`.
 MAX_ENUM_SPAN = 32
