@@ -42,6 +42,8 @@ def _event_line(event: dict[str, Any]) -> Text | None:
         latency = data.get("latency_s") or 0
         line = Text(f"llm {data.get('tool')} #{data.get('attempt', 1)} ", style="cyan")
         line.append(f"{data.get('model', '')} {prompt}+{completion} tok {latency * 1000:.0f} ms")
+        if data.get("cost_usd"):
+            line.append(f" ${data['cost_usd']:.6f}")
         if data.get("error"):
             line.append(f" rejected: {data['error']}", style="red")
         return line

@@ -68,6 +68,7 @@ class ToolResult(Generic[OutputT]):
     latency_s: float
     messages: list[Message]  # exactly what was sent in the accepted attempt
     trimmed: dict[str, int] = field(default_factory=dict)  # items dropped per trimmable field
+    cost_usd: float | None = None  # over all attempts; None when the backend's prices are unknown
 
     @property
     def text(self) -> str:
@@ -289,6 +290,7 @@ class Tool(Generic[OutputT]):
                     latency_s=time.perf_counter() - started,
                     messages=conversation,
                     trimmed=dropped,
+                    cost_usd=usage.cost(backend.capabilities.price_per_million),
                 )
                 return
             if spec.reask_token_budget is not None and usage.total_tokens >= spec.reask_token_budget:
@@ -342,6 +344,7 @@ class Tool(Generic[OutputT]):
                 "completion_tokens": completion.usage.completion_tokens,
                 "cached_tokens": completion.usage.cached_tokens,
                 "latency_s": attempt.latency_s,
+                "cost_usd": completion.usage.cost(backend.capabilities.price_per_million),
                 "constrained": completion.constrained,
                 "error": attempt.error,
             },

@@ -309,3 +309,17 @@ def test_penalties_and_extra_fields_reach_the_request_body():
     settings = ModelSettings(temperature=0.1, frequency_penalty=0.4, extra={"repeat_penalty": 1.1, "temperature": 9})
     body = settings.apply_to({"model": "m"})
     assert body == {"model": "m", "temperature": 0.1, "frequency_penalty": 0.4, "repeat_penalty": 1.1}
+
+
+async def test_cost_is_reported_where_prices_are_known():
+    priced = FakeBackend([{"score": 1, "feedback": "ok"}])
+    priced.capabilities.price_per_million = (2.0, 8.0)
+    sink = tracing.ListSink()
+    with tracing.trace_to(sink):
+        result = await Tool(grade_spec(), backend=priced)(question="q", answer="a")
+    expected = (result.usage.prompt_tokens * 2.0 + result.usage.completion_tokens * 8.0) / 1e6
+    assert result.cost_usd == pytest.approx(expected) and expected > 0
+    assert sink.of_kind("llm_call")[0]["cost_usd"] == pytest.approx(expected)
+    unknown = FakeBackend([{"score": 1, "feedback": "ok"}])
+    unknown.capabilities.price_per_million = None
+    assert (await Tool(grade_spec(), backend=unknown)(question="q", answer="a")).cost_usd is None

@@ -86,6 +86,13 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def cost(self, price_per_million: tuple[float, float] | None) -> float | None:
+        """US dollars for these tokens at (prompt, completion) prices per million; None if unknown."""
+        if price_per_million is None:
+            return None
+        prompt, completion = price_per_million
+        return (self.prompt_tokens * prompt + self.completion_tokens * completion) / 1e6
+
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
@@ -119,6 +126,9 @@ class Capabilities:
     tokenizer: Callable[[str], int] | None = None
     # How many requests this backend serves at once; callers queue beyond it.
     max_in_flight: int = 16
+    # (prompt, completion) US dollars per million tokens; None when unknown. Traces and ToolResult
+    # report the cost of each call where it is known.
+    price_per_million: tuple[float, float] | None = None
 
 
 class _RequestGate:

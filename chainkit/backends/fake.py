@@ -44,7 +44,8 @@ class FakeBackend(Backend):
         self.requests: list[CompletionRequest] = []
         self._latency_s = latency_s
         self._capabilities = Capabilities(
-            json_schema=json_schema, streaming=True, logprobs=False, max_in_flight=max_in_flight, tokenizer=tokenizer
+            json_schema=json_schema, streaming=True, logprobs=False, max_in_flight=max_in_flight, tokenizer=tokenizer,
+            price_per_million=(0.0, 0.0),
         )
         self._scripts: dict[str | None, Script | None]
         if isinstance(answers, Mapping):

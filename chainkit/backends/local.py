@@ -359,6 +359,7 @@ class LocalBackend(Backend):
             context_window=self.context,
             tokenizer=self.count_tokens,
             max_in_flight=parallel,
+            price_per_million=(0.0, 0.0),  # runs in-process: no per-token charge
         )
 
     @property

@@ -205,6 +205,7 @@ class OpenAICompatibleBackend(Backend):
         max_in_flight: int = 16,
         structured: StructuredMode = "auto",
         context_window: int | None = None,
+        price_per_million: tuple[float, float] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         extra_headers: dict[str, str] | None = None,
         name: str | None = None,
@@ -240,6 +241,7 @@ class OpenAICompatibleBackend(Backend):
         self._max_retries = max_retries
         self._wait = _RetryWait(backoff_initial, backoff_max, retry_after_max)
         self._max_in_flight = max_in_flight
+        self._price = price_per_million
         self._structured_fixed = structured != "auto"
         self._mode: str = "json_schema" if structured == "auto" else structured
         self._context_window = context_window
@@ -265,6 +267,7 @@ class OpenAICompatibleBackend(Backend):
             context_window=self._context_window,
             tokenizer=None,  # the tool layer falls back to cl100k_base
             max_in_flight=self._max_in_flight,
+            price_per_million=self._price,
         )
 
     def _api_key(self) -> str | None:
