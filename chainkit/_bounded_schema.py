@@ -29,6 +29,8 @@ DEFAULT_MAX_TOKENS = 512
 CHARS_PER_TOKEN = 1
 #: Tokens of JSON syntax per field (quotes, key, colon, comma), reserved before strings get the rest.
 TOKENS_PER_FIELD = 6
+#: Share of max_tokens a maximal answer may fill (whitespace and enum values need the rest).
+SAFETY = 0.9
 #: Lists without a declared maximum get this many items at most.
 DEFAULT_MAX_ITEMS = 8
 #: Bounds on the derived string length.
@@ -62,6 +64,20 @@ def bounded_schema(model: type[BaseModel], *, max_tokens: int | None = None) -> 
         for node in _all_nodes(schema):
             if _is_free_string(node):
                 node["maxLength"] = max(length, int(node.get("minLength", 0)))
+
+    # Pass 3: declared lengths win over derived ones, but the decoder must still be able to close the
+    # JSON within the budget. If a maximal answer under the declared lengths cannot, shorten them all
+    # in proportion -- for decoding only: the output model keeps its declared bounds, and a shorter
+    # answer still passes them. (Measured: a declared 120-character note under max_tokens=80 let
+    # SmolLM2 loop "1. 1. 1." until the budget ran out, on every re-ask.)
+    fields, _, chars = _measure(schema, defs, 1, ())
+    room = int(budget * SAFETY) - TOKENS_PER_FIELD * fields
+    if chars and chars / CHARS_PER_TOKEN > room:
+        factor = max(room, 0) * CHARS_PER_TOKEN / chars
+        for node in _all_nodes(schema):
+            if _is_string(node) and "maxLength" in node:
+                shorter = max(MIN_STRING_LENGTH, int(node["maxLength"] * factor))
+                node["maxLength"] = max(int(node.get("minLength", 0)), min(int(node["maxLength"]), shorter))
     return schema
 
 

@@ -76,7 +76,7 @@ def test_every_string_and_list_is_bounded(model: type[BaseModel], max_tokens: in
 
 
 def test_declared_constraints_win_and_small_ranges_become_enums() -> None:
-    schema = bounded_schema(Quiz, max_tokens=300)
+    schema = bounded_schema(Quiz, max_tokens=4000)  # room for every declared length
     props = schema["properties"]
     assert props["question"]["maxLength"] == 200
     assert props["options"]["minItems"] == 4 and props["options"]["maxItems"] == 4
@@ -197,3 +197,15 @@ def test_describe_recursive_model_lists_it_once() -> None:
         "- label (text)",
         "- children (list of objects each with the same fields as Tree, optional)",
     ]
+
+
+class Labelled(BaseModel):
+    intent: str = Field(json_schema_extra={"enum": ["a", "b"]})
+    note: str = Field("", max_length=120)
+
+
+def test_declared_lengths_shrink_for_decoding_when_the_budget_cannot_hold_them() -> None:
+    tight = bounded_schema(Labelled, max_tokens=80)["properties"]["note"]["maxLength"]
+    assert tight < 120 and tight + TOKENS_PER_FIELD * 2 <= 80
+    assert bounded_schema(Labelled, max_tokens=2000)["properties"]["note"]["maxLength"] == 120
+    assert Labelled.model_json_schema()["properties"]["note"]["maxLength"] == 120  # validation keeps it
