@@ -57,7 +57,7 @@ def bounded_schema(model: type[BaseModel], *, max_tokens: int | None = None) -> 
     # Pass 2: how many free strings can a maximal answer hold (weighted by list sizes), and how
     # many fields; share the remaining token budget among the free strings.
     fields, free_strings, fixed_chars = _measure(schema, defs, 1, ())
-    spare_tokens = budget - TOKENS_PER_FIELD * fields - fixed_chars // CHARS_PER_TOKEN
+    spare_tokens = int(budget * SAFETY) - TOKENS_PER_FIELD * fields - fixed_chars // CHARS_PER_TOKEN
     if free_strings:
         length = spare_tokens * CHARS_PER_TOKEN // free_strings
         length = max(MIN_STRING_LENGTH, min(MAX_STRING_LENGTH, length))
