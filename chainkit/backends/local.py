@@ -78,34 +78,25 @@ def default_threads() -> int:
     return 1 if cores <= 2 else min(4, cores // 2)
 
 
-def _threads_from_env() -> int | None:
-    raw = os.environ.get(THREADS_ENV, "").strip()
+def _int_from_env(name: str, unit: str, minimum: int) -> int | None:
+    raw = os.environ.get(name, "").strip()
     if not raw:
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise BackendUnavailable(
-            f"{THREADS_ENV}={raw!r} is not a whole number of threads", backend="local"
-        ) from None
-    if value < 1:
-        raise BackendUnavailable(f"{THREADS_ENV}={raw!r} must be at least 1", backend="local")
+        raise BackendUnavailable(f"{name}={raw!r} is not a whole number of {unit}", backend="local") from None
+    if value < minimum:
+        raise BackendUnavailable(f"{name}={raw!r} must be at least {minimum}", backend="local")
     return value
+
+
+def _threads_from_env() -> int | None:
+    return _int_from_env(THREADS_ENV, "threads", 1)
 
 
 def _context_from_env() -> int | None:
-    raw = os.environ.get(CONTEXT_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BackendUnavailable(
-            f"{CONTEXT_ENV}={raw!r} is not a whole number of tokens", backend="local"
-        ) from None
-    if value < 256:
-        raise BackendUnavailable(f"{CONTEXT_ENV}={raw!r} must be at least 256", backend="local")
-    return value
+    return _int_from_env(CONTEXT_ENV, "tokens", 256)
 
 
 def default_model_path() -> str:
