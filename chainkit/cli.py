@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from chainkit import __version__
 
@@ -98,9 +99,9 @@ def validate(paths: tuple[Path, ...]) -> None:
             errors = exc.errors or [exc]
             problems += len(errors)
             for error in errors:
-                console.print(f"[red]error[/red] {error}", soft_wrap=True)
+                console.print(f"[red]error[/red] {escape(str(error))}", soft_wrap=True)
         else:
-            console.print(f"[green]ok[/green] {file}")
+            console.print(f"[green]ok[/green] {escape(str(file))}")
     if problems:
         console.print(f"{problems} problem(s) in {len(files)} file(s)")
         sys.exit(1)
@@ -152,11 +153,11 @@ def run(app_file: Path, inputs: tuple[str, ...], scopes: tuple[str, ...], proces
         console.rule(name)
         console.print_json(data=output) if isinstance(output, dict | list) else console.print(output)
     if result.get("background"):
-        console.print(f"background: {', '.join(result['background'])}")
+        console.print(f"background: {escape(', '.join(result['background']))}")
 
 
 def _fail(exc: BaseException) -> None:
-    _console(stderr=True).print(f"[red]error[/red] {type(exc).__name__}: {exc}", soft_wrap=True)
+    _console(stderr=True).print(f"[red]error[/red] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
     sys.exit(1)
 
 

@@ -117,3 +117,11 @@ def test_the_console_script_runs_in_a_subprocess(tmp_path: Path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["outputs"]["chat"]["intent"] == "question"
+
+
+def test_error_text_with_brackets_is_printed_verbatim(runner: CliRunner, tmp_path: Path):
+    copy = tmp_path / "hello"
+    shutil.copytree(HELLO, copy)
+    (copy / "app.yaml").write_text((copy / "app.yaml").read_text().replace("tools: [tools/*]", "tools: ['toolz/[b]']"))
+    result = runner.invoke(main, ["validate", str(copy / "app.yaml")])
+    assert "'toolz/[b]' matches no file" in result.output  # "[b]" is not taken for rich markup

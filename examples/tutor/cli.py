@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--language", help="reply language code, e.g. en, fr (first run; later: /profile language=..)")
     p.add_argument("--model", default=None, help="model string (default: the embedded `local` model; e.g. "
                    "openai-compatible:http://127.0.0.1:8080/v1#model, fake)")
-    p.add_argument("--store", default=None, help="SQLite file (default: %s)" % "$CHAINKIT_HOME/tutor.db")
+    p.add_argument("--store", default=None, help="SQLite file (default: $CHAINKIT_HOME/tutor.db)")
     p.add_argument("--material", type=Path, help="a folder of .md/.txt notes to teach and quiz from")
     p.add_argument("--script", help="read learner lines from this file (- for stdin) and print the transcript")
     p.add_argument("--ablation", choices=ABLATIONS, default="none", help="evaluation variant (default: none)")
@@ -125,15 +125,19 @@ class Conversation:
             return
         from rich.markdown import Markdown
         from rich.panel import Panel
+        from rich.text import Text
 
-        self.console.print(Panel(Markdown(text) if markdown else text, title="tutor", title_align="left",
+        # Text(...), never a bare string: "[active]" in a plan or "[b]" from a learner is not markup.
+        self.console.print(Panel(Markdown(text) if markdown else Text(text), title="tutor", title_align="left",
                                  border_style="cyan"))
 
     def info(self, text: str) -> None:
         if self.console is None:
             self.out.write(f"[{text}]\n")
         else:
-            self.console.print(f"[dim]{text}[/]")
+            from rich.text import Text
+
+            self.console.print(Text(text, style="dim"))
 
     def working(self, what: str) -> Any:
         """A spinner while the model works (nothing in a script)."""
