@@ -229,10 +229,11 @@ class App:
         self.executor = Executor(self.registry, store=self.store, journal=self._journal, trace=self._trace)
         return self
 
-    async def close(self) -> None:
-        """Wait for background runs, then release the journal, trace sink and (owned) store."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Wait for background runs (at most `timeout` seconds, see `drain`), then release the journal,
+        trace sink and (owned) store."""
         try:
-            await self.drain()
+            await self.drain(timeout)
         finally:
             if self.executor is not None:
                 await self.executor.close()
@@ -247,10 +248,24 @@ class App:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def drain(self) -> None:
-        """Wait until no background run is left; raise the first background failure, if any."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until no background run is left; raise the first background failure, if any.
+
+        With `timeout` (seconds), background runs still going when it expires are cancelled -- a
+        cancelled run commits nothing -- and `RunError` names them.
+        """
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+            pending = list(self._background)
+            left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if left is not None and left <= 0:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                names = sorted({task.get_name() for task in pending})
+                raise RunError(f"background runs still going after {timeout} s were cancelled "
+                               f"(nothing of theirs was committed): {', '.join(names)}")
+            await asyncio.wait(pending, timeout=left)
         if self._failures:
             first = self._failures[0]
             self._failures.clear()
@@ -300,7 +315,8 @@ class App:
         graph_input = self._graph_input(p, event_input, event_output)
         if p.background:
             turn.background.append(p.name)
-            task = asyncio.get_running_loop().create_task(self._background_run(p, graph_input, scope))
+            task = asyncio.get_running_loop().create_task(self._background_run(p, graph_input, scope),
+                                                          name=p.name)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return
@@ -393,15 +409,15 @@ class App:
 
         return run_sync(self.send(message, scope=scope))
 
-    def drain_sync(self) -> None:
+    def drain_sync(self, timeout: float | None = None) -> None:
         from chainkit._sync import run_sync
 
-        run_sync(self.drain())
+        run_sync(self.drain(timeout))
 
-    def close_sync(self) -> None:
+    def close_sync(self, timeout: float | None = None) -> None:
         from chainkit._sync import run_sync
 
-        run_sync(self.close())
+        run_sync(self.close(timeout))
 
     def resume_sync(self, run_id: str) -> RunResult:
         from chainkit._sync import run_sync

@@ -151,3 +151,25 @@ def test_sync_facade(tmp_path: Path) -> None:
     assert app.send_sync("hello", scope={"user": "u"}).output.turns == 1
     assert app.send_sync("again", scope={"user": "u"}).output.turns == 2
     app.close_sync()
+
+
+async def test_close_with_a_timeout_cancels_a_stuck_background_run(tmp_path: Path) -> None:
+    gate, calls = asyncio.Event(), []  # the gate never opens: reflection hangs
+    app = App(build(gate, calls), store=tmp_path / "stuck.db", processes=[
+        Process(name="interaction", graph="interaction", trigger=on_message()),
+        Process(name="reflection", graph="reflection", background=True, inputs={"message": "${input.message}"},
+                trigger=after("interaction")),
+    ])
+    await app.open()
+    await app.send("hi", scope={"user": "u"})
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RunError, match="reflection"):
+        await app.close(timeout=0.2)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert calls == [1]
+    from chainkit.memory import open_store
+
+    store = await open_store(tmp_path / "stuck.db")
+    profile = await store.document(build(gate, []).memories["profile"]).get({"user": "u"})
+    await store.close()
+    assert profile.value.turns == 1 and profile.value.note == ""  # the cancelled run committed nothing
