@@ -37,6 +37,7 @@ class _MemoryFile(BaseModel):
     key: str | None = Field(None, description="Collections: the key field (default id).")
     text_fields: list[str] = Field(default_factory=list, description="Fields searched with full-text search.")
     indexes: list[str] = Field(default_factory=list, description="Collections: fields to index for query().")
+    keep_versions: int | None = Field(None, ge=1, description="Documents: versions kept in history (default all).")
     migrations: dict[int, dict[str, Any]] = Field(
         default_factory=dict, description="from_version -> {rename: {old: new}, add: {field: default}, drop: [field]}"
     )

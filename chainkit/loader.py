@@ -439,6 +439,8 @@ def dump_memory(spec: MemorySpec) -> str:
         data["text_fields"] = list(spec.text_fields)
     if spec.indexes:
         data["indexes"] = list(spec.indexes)
+    if spec.keep_versions is not None:
+        data["keep_versions"] = spec.keep_versions
     data["schema"] = spec.model.model_json_schema()
     return dump_yaml(data)
 

@@ -40,6 +40,7 @@ _KEYS = {
     "fields",
     "schema",
     "migrations",
+    "keep_versions",
 }
 _DEFAULT_SCOPE = {"document": "user", "log": "session", "collection": "user"}
 _MIGRATION_STEPS = ("rename", "add", "drop")
@@ -121,6 +122,7 @@ def compile_memory_definition(
             migrations=steps,
             description=description,
             indexes=tuple(indexes),
+            keep_versions=data.get("keep_versions"),
         )
     except DefinitionError as exc:
         raise ctx.error(exc.message, exc.path or "") from exc

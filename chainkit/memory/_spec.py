@@ -61,6 +61,9 @@ class MemorySpec:
     description: str = ""
     # Fields of a collection to index (json_extract expression indexes) for fast query().
     indexes: tuple[str, ...] = ()
+    # Documents: how many versions history keeps (None: all). A long-running app that patches a
+    # document every turn bounds its growth with this; older versions can no longer be reverted to.
+    keep_versions: int | None = None
 
     def __post_init__(self) -> None:
         where = f"memory {self.name!r}"
@@ -70,6 +73,12 @@ class MemorySpec:
             raise DefinitionError(f"{where}: unknown kind {self.kind!r}", path="kind")
         if not (isinstance(self.model, type) and issubclass(self.model, BaseModel)):
             raise DefinitionError(f"{where}: model must be a pydantic BaseModel class", path="model")
+        if self.keep_versions is not None and (
+            self.kind != "document" or isinstance(self.keep_versions, bool)
+            or not isinstance(self.keep_versions, int) or self.keep_versions < 1
+        ):
+            raise DefinitionError(f"{where}: keep_versions is a number >= 1, for documents only",
+                                  path="keep_versions")
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise DefinitionError(f"{where}: version must be an integer >= 1", path="version")
         for from_version, migration in self.migrations.items():
@@ -139,8 +148,10 @@ def Document(  # noqa: N802 - reads as a kind of memory
     version: int = 1,
     migrations: Mapping[int, Migration] | None = None,
     description: str = "",
+    keep_versions: int | None = None,
 ) -> MemorySpec:
-    """One record per scope (a learner profile, a course plan); every write keeps the previous version."""
+    """One record per scope (a learner profile, a course plan); every write keeps the previous version
+    (the newest `keep_versions` of them, when set)."""
     return MemorySpec(
         name=name,
         kind="document",
@@ -149,6 +160,7 @@ def Document(  # noqa: N802 - reads as a kind of memory
         version=version,
         migrations=dict(migrations or {}),
         description=description,
+        keep_versions=keep_versions,
     )
 
 

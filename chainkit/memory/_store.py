@@ -47,7 +47,8 @@ class StoreRecords(Protocol):
     async def doc_versions(self, memory: str, scope: str) -> list[StoredRecord]: ...
     async def doc_version(self, memory: str, scope: str, version: int) -> StoredRecord | None: ...
     async def doc_write(
-        self, memory: str, scope: str, compute: Compute, schema_version: int, event: Event
+        self, memory: str, scope: str, compute: Compute, schema_version: int, event: Event,
+        keep_versions: int | None = None,
     ) -> StoredRecord: ...
 
     async def log_append(
@@ -333,7 +334,8 @@ class DocumentHandle(_Handle[T]):
             return data, None
 
         row = await self._records.doc_write(
-            self.name, key, compute, self.spec.version, self._event(used, "replace")
+            self.name, key, compute, self.spec.version, self._event(used, "replace"),
+            keep_versions=self.spec.keep_versions,
         )
         return Versioned(validated, row.version, row.updated_at)
 
@@ -365,7 +367,8 @@ class DocumentHandle(_Handle[T]):
             return validated.model_dump_json(), None
 
         row = await self._records.doc_write(
-            self.name, key, compute, self.spec.version, self._event(used, "patch")
+            self.name, key, compute, self.spec.version, self._event(used, "patch"),
+            keep_versions=self.spec.keep_versions,
         )
         return Versioned(result[-1], row.version, row.updated_at)  # compute may rerun on a lock retry
 
@@ -391,7 +394,8 @@ class DocumentHandle(_Handle[T]):
             return data, None
 
         row = await self._records.doc_write(
-            self.name, key, compute, self.spec.version, self._event(used, "revert")
+            self.name, key, compute, self.spec.version, self._event(used, "revert"),
+            keep_versions=self.spec.keep_versions,
         )
         return Versioned(validated, row.version, row.updated_at)
 

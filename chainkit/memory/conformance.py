@@ -167,6 +167,18 @@ class StoreContract:
         with pytest.raises(MemoryStoreError):
             await docs.revert(ALICE, 99)
 
+    async def test_history_keeps_the_newest_versions_when_bounded(self, store: Store) -> None:
+        bounded = Document("bounded_profile", Profile, scope="user", keep_versions=2)
+        docs = store.document(bounded)
+        for level in range(1, 6):
+            await docs.patch(ALICE, {"name": "Alice", "level": level})
+        assert [(v.version, v.value.level) for v in await docs.history(ALICE)] == [(4, 4), (5, 5)]
+        assert (await docs.get(ALICE)).version == 5  # versions keep counting
+        with pytest.raises(MemoryStoreError):
+            await docs.revert(ALICE, 2)  # pruned
+        await docs.replace(BOB, {"name": "Bob", "level": 1})
+        assert len(await docs.history(BOB)) == 1  # other scopes are untouched
+
     async def test_patch_creates_when_complete(self, store: Store) -> None:
         docs = store.document(PROFILE)
         with pytest.raises(SchemaMismatch) as info:

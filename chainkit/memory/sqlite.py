@@ -433,7 +433,8 @@ class SQLiteStore(HandleFactory):
         return await self._read(read, memory, scope)
 
     async def doc_write(
-        self, memory: str, scope: str, compute: Compute, schema_version: int, event: Event
+        self, memory: str, scope: str, compute: Compute, schema_version: int, event: Event,
+        keep_versions: int | None = None,
     ) -> StoredRecord:
         def write(c: sqlite3.Connection) -> StoredRecord:
             current = self._doc_latest_sql(c, memory, scope)
@@ -444,6 +445,11 @@ class SQLiteStore(HandleFactory):
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (memory, scope, record.version, schema_version, data, record.updated_at),
             )
+            if keep_versions is not None and record.version > keep_versions:
+                c.execute(
+                    "DELETE FROM chainkit_memory_documents WHERE memory = ? AND scope = ? AND version <= ?",
+                    (memory, scope, record.version - keep_versions),
+                )
             return record
 
         return await self._write(write, lambda r: r.version, event)
