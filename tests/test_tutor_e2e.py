@@ -19,6 +19,7 @@ from chainkit.backends.fake import FakeBackend, example_from_schema
 from chainkit.cli import main as chainkit_main
 from examples.tutor.definitions import tool_specs
 from examples.tutor.fixtures import load_course
+from examples.tutor.grading import DETERMINISTIC_KINDS
 from examples.tutor.runtime import Onboarding, Tutor
 from examples.tutor.stats import usage_stats
 
@@ -263,14 +264,18 @@ async def test_embedded_model_course(tmp_path: Path) -> None:
         assert (await tutor.plan("sam"))["sections"]
         turns = [await tutor.say("sam", m) for m in ("continue", "What does the denominator mean?", "go on")]
         quiz = await tutor.say("sam", "quiz me")
-        graded = None
-        if (await tutor.progress("sam"))["pending_quiz"]:
-            graded = await tutor.say("sam", "a")
+        await tutor.drain()  # a background reaction may move the course on: read progress after it
+        pending = (await tutor.progress("sam"))["pending_quiz"]
+        # An answer the key grader can read for each keyed kind (a free-text item gets "a").
+        answer = {"mc": "a", "numeric": "1", "expression": "x"}.get(pending["kind"], "a") if pending else ""
+        graded = await tutor.say("sam", answer) if pending else None
         await tutor.drain()
     elapsed = time.perf_counter() - started
     assert all(t.reply for t in turns) and quiz.reply
-    if graded is not None:
-        assert graded.graded or graded.action in ("unreadable_answer", "grade_rubric")
+    if graded is not None and pending["kind"] in DETERMINISTIC_KINDS:
+        # A keyed item is graded by code whatever the model thinks of "a" (a free-text item goes
+        # through classify_message, whose judgement on a 135M model is not asserted).
+        assert graded.graded and graded.action == "grade_key", graded
     specs = tool_specs()
     db_conn = sqlite3.connect(db)
     outputs = db_conn.execute(
