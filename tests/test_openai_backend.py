@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -37,7 +36,6 @@ from chainkit.errors import (
 from tests._openai_server import (
     CONTEXT_LENGTH_DIALECTS,
     Reply,
-    ScriptedServer,
     chat_reply,
     context_length_reply,
     error_reply,
@@ -50,42 +48,6 @@ SCHEMA = {
     "required": ["score", "feedback"],
 }
 SECRET = "sk-test-Zq8v1SECRETkey4471"
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def start(script: Any = None) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-async def make_backend() -> AsyncIterator[Callable[..., OpenAICompatibleBackend]]:
-    made: list[OpenAICompatibleBackend] = []
-
-    def make(server: ScriptedServer, **options: Any) -> OpenAICompatibleBackend:
-        # Tiny backoff so that retry tests stay fast.
-        options = {
-            "backoff_initial": 0.001,
-            "backoff_max": 0.01,
-            "max_retries": 3,
-            "read_timeout": 5.0,
-            **options,
-        }
-        backend = OpenAICompatibleBackend(server.base_url, "test-model", **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.aclose()
 
 
 def ask(schema: dict[str, Any] | None = None, **options: Any) -> CompletionRequest:

@@ -7,8 +7,7 @@ success; 5xx until retries are exhausted; a read timeout; a streamed answer; a 4
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel, Field
@@ -70,38 +69,8 @@ def real_requests_allowed() -> Iterator[None]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def start(script: Any) -> ScriptedServer:
-        server = ScriptedServer(script).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-async def backend_for() -> AsyncIterator[Callable[..., OpenAICompatibleBackend]]:
-    made: list[OpenAICompatibleBackend] = []
-
-    def make(server: ScriptedServer, **options: Any) -> OpenAICompatibleBackend:
-        options = {
-            "backoff_initial": 0.001,
-            "backoff_max": 0.01,
-            "max_retries": 2,
-            "read_timeout": 5.0,
-            **options,
-        }
-        backend = OpenAICompatibleBackend(server.base_url, "test-model", api_key=SECRET, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.aclose()
+def backend_for(make_backend: Callable[..., OpenAICompatibleBackend]) -> Callable[..., OpenAICompatibleBackend]:
+    return lambda server, **options: make_backend(server, **{"max_retries": 2, "api_key": SECRET, **options})
 
 
 def sent_text(server: ScriptedServer, index: int) -> str:
